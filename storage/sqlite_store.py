@@ -1,0 +1,275 @@
+"""The embedded default store: SQLite with FTS5, one file in instance/."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+from .base import (ConversationStore, NotFound, Record, best_per_conversation, new_id,
+                   query_terms, utcnow, validate_message)
+from .snippets import END, START, from_markers
+from .sqlite_migrations import MIGRATIONS
+
+_CONVERSATION_COLUMNS = ("conversation_id, user_id, title, summary, summary_last_message_id, "
+                         "summary_tokens, total_tokens, message_count, created_at, updated_at")
+_MESSAGE_COLUMNS = ("message_id, conversation_id, user_id, parent_message_id, role, content, "
+                    "created_at, tokens, agent, finish_reason")
+
+
+def owner_token(user_id: str) -> str:
+    """The FTS token that scopes a search to one user (same as the SQL `'u' || hex(user_id)`)."""
+    return "u" + user_id.encode().hex().upper()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+class SqliteStore(ConversationStore):
+    """One connection per thread; writes are short transactions, busy waits are retried."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path | str, search_candidates: int = 2000, busy_timeout_s: float = 10.0):
+        self.path = str(path)
+        self.search_candidates = search_candidates
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+
+    # -- connection and transactions -------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                 check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE, retried while another writer holds the lock."""
+        db = self._db()
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def ping(self) -> bool:
+        try:
+            return self._db().execute("SELECT 1").fetchone()[0] == 1
+        except sqlite3.Error:
+            return False
+
+    # -- schema ------------------------------------------------------------------------------
+    def migrate(self, apply: bool = True) -> list[str]:
+        db = self._db()
+        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                   "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        done = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
+        pending = [(v, d, sql) for v, d, sql in MIGRATIONS if v not in done]
+        if apply:
+            for version, description, sql in pending:
+                with self._write() as tx:
+                    for statement in _statements(sql):
+                        tx.execute(statement)
+                    tx.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                               (version, description, _iso(utcnow())))
+        return [f"{version:04d} {description}" for version, description, _ in pending]
+
+    # -- conversations -------------------------------------------------------------------------
+    def create_conversation(self, user_id: str, title: str = "") -> Record:
+        now = _iso(utcnow())
+        cid = new_id()
+        with self._write() as db:
+            db.execute("INSERT INTO conversations (conversation_id, user_id, title, created_at, updated_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (cid, user_id, title, now, now))
+        return self.get_conversation(user_id, cid)
+
+    def get_conversation(self, user_id: str, conversation_id: str) -> Record | None:
+        row = self._db().execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
+                                 "WHERE conversation_id = ? AND user_id = ?",
+                                 (conversation_id, user_id)).fetchone()
+        return _conversation(row) if row else None
+
+    def list_conversations(self, user_id: str, limit: int = 100, offset: int = 0) -> list[Record]:
+        rows = self._db().execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ? "
+                                  "ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+                                  (user_id, limit, offset))
+        return [_conversation(row) for row in rows]
+
+    def rename_conversation(self, user_id: str, conversation_id: str, title: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute("UPDATE conversations SET title = ?, updated_at = ? "
+                                "WHERE conversation_id = ? AND user_id = ?",
+                                (title, _iso(utcnow()), conversation_id, user_id))
+        return cursor.rowcount == 1
+
+    def delete_conversation(self, user_id: str, conversation_id: str) -> bool:
+        with self._write() as db:
+            db.execute("DELETE FROM messages WHERE conversation_id = ? AND user_id = ?",
+                       (conversation_id, user_id))
+            cursor = db.execute("DELETE FROM conversations WHERE conversation_id = ? AND user_id = ?",
+                                (conversation_id, user_id))
+        return cursor.rowcount == 1
+
+    def clear_messages(self, user_id: str, conversation_id: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute("UPDATE conversations SET total_tokens = 0, message_count = 0, summary = NULL, "
+                                "summary_last_message_id = NULL, summary_tokens = 0, updated_at = ? "
+                                "WHERE conversation_id = ? AND user_id = ?",
+                                (_iso(utcnow()), conversation_id, user_id))
+            if cursor.rowcount == 1:
+                db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+        return cursor.rowcount == 1
+
+    def set_summary(self, user_id: str, conversation_id: str, content: str,
+                    last_message_id: str, tokens: int) -> bool:
+        with self._write() as db:
+            cursor = db.execute("UPDATE conversations SET summary = ?, summary_last_message_id = ?, "
+                                "summary_tokens = ? WHERE conversation_id = ? AND user_id = ?",
+                                (content, last_message_id, tokens, conversation_id, user_id))
+        return cursor.rowcount == 1
+
+    # -- messages ------------------------------------------------------------------------------
+    def append_message(self, user_id, conversation_id, role, content, *, tokens=0, parent_message_id=None,
+                       agent=None, finish_reason=None, message_id=None) -> Record:
+        validate_message(role, content, finish_reason)
+        message_id = message_id or new_id()
+        now = _iso(utcnow())
+        with self._write() as db:
+            existing = self._message(db, user_id, message_id)
+            if existing:
+                return existing
+            bumped = db.execute("UPDATE conversations SET message_count = message_count + 1, "
+                                "total_tokens = total_tokens + ?, updated_at = ? "
+                                "WHERE conversation_id = ? AND user_id = ?",
+                                (tokens, now, conversation_id, user_id))
+            if bumped.rowcount != 1:
+                raise NotFound(conversation_id)
+            db.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (message_id, conversation_id, user_id, parent_message_id, role, content, now,
+                        tokens, agent, finish_reason))
+            return self._message(db, user_id, message_id)
+
+    def list_messages(self, user_id: str, conversation_id: str) -> list[Record]:
+        rows = self._db().execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages "
+                                  "WHERE conversation_id = ? AND user_id = ? ORDER BY seq",
+                                  (conversation_id, user_id))
+        return [_message(row) for row in rows]
+
+    def _message(self, db: sqlite3.Connection, user_id: str, message_id: str) -> Record | None:
+        row = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ? AND user_id = ?",
+                         (message_id, user_id)).fetchone()
+        return _message(row) if row else None
+
+    # -- search --------------------------------------------------------------------------------
+    def search(self, user_id: str, query: str, limit: int = 20) -> list[Record]:
+        """bm25 over only the newest `search_candidates` matches of this user's messages.
+
+        Capping what gets ranked keeps a common word fast for a user with 100k messages;
+        the cap applies per query, so rare words still search the whole history.
+        """
+        match = _match_expression(owner_token(user_id), query)
+        if match is None:
+            return []
+        db = self._db()
+        hits = self._message_hits(db, match, limit * 4) + self._title_hits(db, match, limit)
+        hits.sort(key=lambda hit: hit["score"], reverse=True)
+        return self._with_conversations(db, user_id, best_per_conversation(hits, limit))
+
+    def _message_hits(self, db, match: str, n: int) -> list[Record]:
+        floor = db.execute("SELECT min(rowid) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? "
+                           "ORDER BY rowid DESC LIMIT ?)", (match, self.search_candidates)).fetchone()[0]
+        if floor is None:
+            return []
+        rows = db.execute("SELECT m.message_id, m.conversation_id, f.rank, f.snip FROM "
+                          f"(SELECT rowid, rank, snippet(messages_fts, 0, '{START}', '{END}', '…', 16) AS snip "
+                          " FROM messages_fts WHERE messages_fts MATCH ? AND rowid >= ? ORDER BY rank LIMIT ?) f "
+                          "JOIN messages m ON m.seq = f.rowid ORDER BY f.rank", (match, floor, n))
+        return [{"conversation_id": r[1], "message_id": r[0], "score": -r[2], "marked": r[3]} for r in rows]
+
+    def _title_hits(self, db, match: str, n: int) -> list[Record]:
+        rows = db.execute("SELECT c.conversation_id, f.rank, f.snip FROM "
+                          f"(SELECT rowid, rank, snippet(titles_fts, 0, '{START}', '{END}', '…', 16) AS snip "
+                          " FROM titles_fts WHERE titles_fts MATCH ? ORDER BY rank LIMIT ?) f "
+                          "JOIN conversations c ON c.id = f.rowid ORDER BY f.rank", (match, n))
+        return [{"conversation_id": r[0], "message_id": None, "score": -r[1], "marked": r[2]} for r in rows]
+
+    def _with_conversations(self, db, user_id: str, hits: list[Record]) -> list[Record]:
+        results = []
+        for hit in hits:
+            conversation = self.get_conversation(user_id, hit["conversation_id"])
+            if conversation is None:
+                continue
+            snippet, highlights = from_markers(hit["marked"])
+            results.append({"conversation_id": hit["conversation_id"], "title": conversation["title"],
+                            "created_at": conversation["created_at"], "updated_at": conversation["updated_at"],
+                            "score": round(hit["score"], 6), "message_id": hit["message_id"],
+                            "snippet": snippet, "highlights": highlights})
+        return results
+
+
+def _match_expression(owner: str, query: str) -> str | None:
+    """A safe FTS5 expression: every word quoted, so user input is never FTS5 syntax."""
+    words, prefix = query_terms(query)
+    if not words:
+        return None
+    quoted = [f'"{word}"' for word in words]
+    if prefix:
+        quoted[-1] += " *"
+    return f'owner : "{owner}" AND ({" AND ".join(quoted)})'
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        joined = "\n".join(current)
+        if line.rstrip().endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            current = []
+    return statements
+
+
+def _conversation(row: sqlite3.Row) -> Record:
+    record = dict(row)
+    for key in ("created_at", "updated_at"):
+        record[key] = datetime.fromisoformat(record[key])
+    summary = {"content": record.pop("summary"), "last_message_id": record.pop("summary_last_message_id"),
+               "tokens": record.pop("summary_tokens")}
+    record["summary"] = summary if summary["content"] is not None else None
+    return record
+
+
+def _message(row: sqlite3.Row) -> Record:
+    record = dict(row)
+    record["created_at"] = datetime.fromisoformat(record["created_at"])
+    return record
