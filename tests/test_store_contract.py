@@ -1,0 +1,186 @@
+"""One contract, every store: the same tests run against SQLite, mongomock and (with
+MONGODB_URI) a real MongoDB. Cases mongomock cannot run are skipped with the reason."""
+import threading
+import time
+
+import pytest
+
+from storage import NotFound
+
+
+def test_store_create_and_get_conversation(store):
+    conversation = store.create_conversation("alice", "First chat")
+    loaded = store.get_conversation("alice", conversation["conversation_id"])
+    assert loaded["title"] == "First chat"
+    assert loaded["user_id"] == "alice"
+    assert loaded["message_count"] == 0 and loaded["total_tokens"] == 0
+    assert loaded["summary"] is None
+    assert loaded["created_at"] == loaded["updated_at"]
+
+
+def test_store_other_user_sees_nothing(store):
+    cid = store.create_conversation("alice", "secret")["conversation_id"]
+    store.append_message("alice", cid, "user", "my secret plan")
+    assert store.get_conversation("bob", cid) is None
+    assert store.list_messages("bob", cid) == []
+    assert store.list_conversations("bob") == []
+    assert store.rename_conversation("bob", cid, "pwned") is False
+    assert store.delete_conversation("bob", cid) is False
+    assert store.clear_messages("bob", cid) is False
+    assert store.set_summary("bob", cid, "x", "m", 1) is False
+    with pytest.raises(NotFound):
+        store.append_message("bob", cid, "user", "hi")
+    assert store.get_conversation("alice", cid)["title"] == "secret"
+    assert len(store.list_messages("alice", cid)) == 1
+
+
+def test_store_append_keeps_order_and_totals(store):
+    cid = store.create_conversation("alice")["conversation_id"]
+    first = store.append_message("alice", cid, "user", "one", tokens=5)
+    second = store.append_message("alice", cid, "assistant", "two", tokens=7, parent_message_id=first["message_id"],
+                                  agent="chat", finish_reason="stop")
+    store.append_message("alice", cid, "user", "three", tokens=3, parent_message_id=second["message_id"])
+    messages = store.list_messages("alice", cid)
+    assert [m["content"] for m in messages] == ["one", "two", "three"]
+    assert messages[1]["parent_message_id"] == first["message_id"]
+    assert messages[1]["agent"] == "chat" and messages[1]["finish_reason"] == "stop"
+    assert messages[1]["tokens"] == 7
+    conversation = store.get_conversation("alice", cid)
+    assert conversation["message_count"] == 3 and conversation["total_tokens"] == 15
+    assert conversation["updated_at"] >= conversation["created_at"]
+
+
+def test_store_append_same_message_id_is_idempotent(store):
+    cid = store.create_conversation("alice")["conversation_id"]
+    one = store.append_message("alice", cid, "user", "hello", tokens=2, message_id="client-1")
+    again = store.append_message("alice", cid, "user", "hello", tokens=2, message_id="client-1")
+    assert one["message_id"] == again["message_id"] == "client-1"
+    assert len(store.list_messages("alice", cid)) == 1
+    assert store.get_conversation("alice", cid)["total_tokens"] == 2
+
+
+@pytest.mark.parametrize("role, finish_reason", [("robot", None), ("user", "exploded")])
+def test_store_append_rejects_bad_fields(store, role, finish_reason):
+    cid = store.create_conversation("alice")["conversation_id"]
+    with pytest.raises(ValueError):
+        store.append_message("alice", cid, role, "x", finish_reason=finish_reason)
+    assert store.list_messages("alice", cid) == []
+
+
+def test_store_append_to_missing_conversation_raises(store):
+    with pytest.raises(NotFound):
+        store.append_message("alice", "no-such-id", "user", "hi")
+
+
+def test_store_list_conversations_newest_activity_first(store):
+    old = store.create_conversation("alice", "old")["conversation_id"]
+    time.sleep(0.005)  # timestamps keep milliseconds
+    new = store.create_conversation("alice", "new")["conversation_id"]
+    time.sleep(0.005)
+    store.append_message("alice", old, "user", "bump")
+    listed = store.list_conversations("alice")
+    assert [c["conversation_id"] for c in listed] == [old, new]
+    assert [c["conversation_id"] for c in store.list_conversations("alice", limit=1, offset=1)] == [new]
+
+
+def test_store_rename_delete_and_clear(store):
+    cid = store.create_conversation("alice", "before")["conversation_id"]
+    store.append_message("alice", cid, "user", "hello there", tokens=3)
+    store.set_summary("alice", cid, "a greeting", "m1", 4)
+    assert store.rename_conversation("alice", cid, "after")
+    assert store.get_conversation("alice", cid)["title"] == "after"
+    assert store.clear_messages("alice", cid)
+    cleared = store.get_conversation("alice", cid)
+    assert cleared["message_count"] == 0 and cleared["total_tokens"] == 0 and cleared["summary"] is None
+    assert store.list_messages("alice", cid) == []
+    assert store.delete_conversation("alice", cid)
+    assert store.get_conversation("alice", cid) is None
+    assert store.delete_conversation("alice", cid) is False
+
+
+def test_store_summary_checkpoint_round_trips(store):
+    cid = store.create_conversation("alice")["conversation_id"]
+    message = store.append_message("alice", cid, "user", "long talk")
+    assert store.set_summary("alice", cid, "They talked.", message["message_id"], 3)
+    summary = store.get_conversation("alice", cid)["summary"]
+    assert summary == {"content": "They talked.", "last_message_id": message["message_id"], "tokens": 3}
+
+
+def test_store_concurrent_appends_lose_nothing(store):
+    cid = store.create_conversation("alice")["conversation_id"]
+
+    def writer(name):
+        for i in range(25):
+            store.append_message("alice", cid, "user", f"{name}-{i}", tokens=1)
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in "abcd"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    messages = store.list_messages("alice", cid)
+    assert len(messages) == 100
+    for name in "abcd":
+        mine = [m["content"] for m in messages if m["content"].startswith(name)]
+        assert mine == [f"{name}-{i}" for i in range(25)]
+    assert store.get_conversation("alice", cid)["total_tokens"] == 100
+
+
+def test_store_migrate_is_idempotent(store):
+    assert store.migrate() == []
+    assert store.migrate(apply=False) == []
+
+
+def test_store_ping(store):
+    assert store.ping() is True
+
+
+# -- search (mongomock has no $text: skipped there with the reason) -------------------------
+
+def test_store_search_ranks_and_points_at_the_message(search_store):
+    store = search_store
+    cid = store.create_conversation("alice", "Travel plans")["conversation_id"]
+    store.append_message("alice", cid, "user", "What should I pack for a trip?")
+    hit = store.append_message("alice", cid, "assistant", "For Iceland pack a warm jacket. Iceland is cold.")
+    other = store.create_conversation("alice", "Cooking")["conversation_id"]
+    store.append_message("alice", other, "user", "Is Iceland moss edible in soup?")
+    results = store.search("alice", "iceland jacket")
+    assert [r["conversation_id"] for r in results] == [cid]
+    assert results[0]["message_id"] == hit["message_id"]
+    assert results[0]["title"] == "Travel plans"
+    snippet, highlights = results[0]["snippet"], results[0]["highlights"]
+    assert {snippet[a:b].lower() for a, b in highlights} >= {"iceland", "jacket"}
+    assert [r["conversation_id"] for r in store.search("alice", "iceland")][:2] != []
+
+
+def test_store_search_finds_titles(search_store):
+    cid = search_store.create_conversation("alice", "Quarterly budget review")["conversation_id"]
+    results = search_store.search("alice", "budget")
+    assert results and results[0]["conversation_id"] == cid
+
+
+def test_store_search_prefix_and_stemming(search_store):
+    cid = search_store.create_conversation("alice")["conversation_id"]
+    search_store.append_message("alice", cid, "user", "I was running through databases all day")
+    assert search_store.search("alice", "datab*")[0]["conversation_id"] == cid
+    assert search_store.search("alice", "runs")[0]["conversation_id"] == cid
+
+
+def test_store_search_is_scoped_to_the_user(search_store):
+    cid = search_store.create_conversation("alice", "zebra stripes")["conversation_id"]
+    search_store.append_message("alice", cid, "user", "zebra crossing")
+    assert search_store.search("bob", "zebra") == []
+    assert search_store.search("alice", "zebra")[0]["conversation_id"] == cid
+
+
+@pytest.mark.parametrize("query", ["", "   ", '"', "AND OR NOT", "NEAR(a b", "*", "col:val", "\x00", "ü" * 500])
+def test_store_search_survives_hostile_queries(search_store, query):
+    search_store.create_conversation("alice", "anything")
+    assert isinstance(search_store.search("alice", query), list)
+
+
+def test_store_search_forgets_deleted_messages(search_store):
+    cid = search_store.create_conversation("alice")["conversation_id"]
+    search_store.append_message("alice", cid, "user", "platypus facts")
+    search_store.clear_messages("alice", cid)
+    assert search_store.search("alice", "platypus") == []
