@@ -61,6 +61,8 @@ class Config:
         self.LOG_LEVEL = _env("LOG_LEVEL", "INFO").upper()
         self.AUTO_MIGRATE = _flag("AUTO_MIGRATE", "true")
         self.SEARCH_CANDIDATES = _number("SEARCH_CANDIDATES", "2000")
+        self.ASYNC_MODE = _env("ASYNC_MODE", "threading")
+        self.ENDPOINT_TIMEOUT_S = _number("ENDPOINT_TIMEOUT_S", "2.0", float)
 
     @property
     def is_production(self) -> bool:
@@ -80,6 +82,8 @@ class Config:
                 f"MAX_TOKENS ({self.MAX_TOKENS}) must be larger than REPLY_TOKENS ({self.REPLY_TOKENS})")
         if not 0 < self.PORT < 65536:
             raise ConfigError(f"PORT must be between 1 and 65535, got {self.PORT}")
+        if self.ASYNC_MODE not in ("threading", "eventlet", "gevent"):
+            raise ConfigError(f"ASYNC_MODE must be threading, eventlet or gevent, got {self.ASYNC_MODE!r}")
         if not self.ALLOWED_EXTENSIONS:
             raise ConfigError("ALLOWED_EXTENSIONS must list at least one extension")
         _check_uri("MONGODB_URI", self.MONGODB_URI, STORE_SCHEMES)

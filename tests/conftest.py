@@ -40,3 +40,96 @@ def search_store(store):
     if getattr(store, "mock", False):
         pytest.skip(MONGOMOCK_SKIP.format(what="$text search or textScore"))
     return store
+
+
+# -- the app -----------------------------------------------------------------------------------
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build an app on a private instance folder; keyword overrides become settings."""
+    from app import create_app
+    from config import TestConfig
+
+    def build(**overrides):
+        return create_app(TestConfig(tmp_path / "instance", **overrides))
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def other_client(app):
+    """A second browser with its own cookie jar, i.e. another anonymous user."""
+    return app.test_client()
+
+
+@pytest.fixture
+def conversation_id(client):
+    """A conversation of `client` holding one few-shot exchange."""
+    body = client.post("/add_few_shot_example", json={"user_prompt": "Tell me about walruses",
+                                                      "assistant_response": "Walruses have tusks."}).get_json()
+    return body["conversation_id"]
+
+
+# -- real Redis ----------------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url():
+    """The machine's Redis (database 15, flushed). In CI a missing Redis fails instead of skipping."""
+    import redis
+    client = redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI") or os.environ.get("REQUIRE_REDIS"):
+            pytest.fail(f"Redis is required (CI) but not reachable at {REDIS_URL}")
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of the test's own on a free port, stopped by its pid (never the machine's)."""
+    import shutil
+    import subprocess
+    import time
+
+    import redis
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required in CI")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    yield {"url": url, "process": process}
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,61 @@
+"""Application factory and the `python app.py` entry point.
+
+`gunicorn app:app` finds `app` through the module-level __getattr__ below, so importing
+this module builds nothing and connects to nothing.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import Flask
+from flask_socketio import SocketIO
+
+from config import Config, ConfigError
+
+socketio = SocketIO()
+log = logging.getLogger("chat")
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app from a validated Config; no database is touched until first use."""
+    config = (config or Config()).validate()
+    app = Flask(__name__, instance_path=str(config.INSTANCE_PATH))
+    app.config.update(config.flask_settings())
+    app.config["CHAT"] = config
+    from web import register, sessions
+    sessions.init_app(app, config)
+    socketio.init_app(app, message_queue=config.REDIS_URL, cors_allowed_origins=[],
+                      async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
+    register(app)
+    return app
+
+
+def _build_or_exit() -> Flask:
+    try:
+        return create_app()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+_app: Flask | None = None
+
+
+def __getattr__(name: str):
+    """Build `app` on first access (gunicorn's `app:app`), once per process."""
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        _app = _build_or_exit()
+    return _app
+
+
+if __name__ == "__main__":
+    application = _build_or_exit()
+    settings = application.config["CHAT"]
+    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s: %(message)s")
+    log.info("Serving on http://%s:%s (store: %s)", settings.HOST, settings.PORT,
+             "mongodb" if settings.MONGODB_URI else "sqlite")
+    socketio.run(application, host=settings.HOST, port=settings.PORT, allow_unsafe_werkzeug=True)

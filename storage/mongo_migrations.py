@@ -1,0 +1,107 @@
+"""Versioned schema of the MongoDB store. Append new versions; never edit an applied one.
+
+Each step is idempotent on its own (a second worker racing the first does no harm); the
+store records the version in `schema_migrations` once the step has run.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from pymongo import ASCENDING, DESCENDING, TEXT
+from pymongo.database import Database
+from pymongo.errors import CollectionInvalid, OperationFailure
+
+from .base import FINISH_REASONS, ROLES
+
+_STRING = {"bsonType": "string"}
+_OPTIONAL_STRING = {"bsonType": ["string", "null"]}
+_INTEGER = {"bsonType": ["int", "long"]}  # Python ints encode as int32 or int64 by size
+_DATE = {"bsonType": "date"}
+
+CONVERSATION_SCHEMA = {"$jsonSchema": {
+    "bsonType": "object",
+    "required": ["conversation_id", "user_id", "title", "total_tokens", "message_count",
+                 "created_at", "updated_at"],
+    "properties": {
+        "conversation_id": _STRING,
+        "user_id": _STRING,
+        "title": _STRING,
+        "summary": {"bsonType": ["object", "null"],
+                    "required": ["content", "last_message_id", "tokens"],
+                    "properties": {"content": _STRING, "last_message_id": _OPTIONAL_STRING,
+                                   "tokens": _INTEGER}},
+        "total_tokens": _INTEGER,
+        "message_count": _INTEGER,
+        "created_at": _DATE,
+        "updated_at": _DATE,
+    },
+}}
+
+MESSAGE_SCHEMA = {"$jsonSchema": {
+    "bsonType": "object",
+    "required": ["message_id", "conversation_id", "user_id", "role", "content", "created_at",
+                 "tokens", "seq"],
+    "properties": {
+        "message_id": _STRING,
+        "conversation_id": _STRING,
+        "user_id": _STRING,
+        "parent_message_id": _OPTIONAL_STRING,
+        "role": {"enum": list(ROLES)},
+        "content": _STRING,
+        "created_at": _DATE,
+        "tokens": {**_INTEGER, "minimum": 0},
+        "agent": _OPTIONAL_STRING,
+        "finish_reason": {"enum": [*FINISH_REASONS, None]},
+        "seq": {**_INTEGER, "minimum": 1},
+    },
+}}
+
+_NAMESPACE_EXISTS = 48
+
+
+def _with_validator(db: Database, name: str, schema: dict, mock: bool) -> None:
+    """Create the collection with its validator, or attach the validator if it already exists."""
+    if mock:  # mongomock rejects validator options and collMod: create the collection plainly
+        if name not in db.list_collection_names():
+            db.create_collection(name)
+        return
+    try:
+        db.create_collection(name, validator=schema)
+    except CollectionInvalid:  # pymongo saw it listed already
+        db.command("collMod", name, validator=schema)
+    except OperationFailure as error:  # created by a concurrent migrate since pymongo checked
+        if error.code != _NAMESPACE_EXISTS:
+            raise
+        db.command("collMod", name, validator=schema)
+
+
+def _collections(db: Database, mock: bool) -> None:
+    _with_validator(db, "conversations", CONVERSATION_SCHEMA, mock)
+    _with_validator(db, "messages", MESSAGE_SCHEMA, mock)
+
+
+def _indexes(db: Database, mock: bool) -> None:
+    # Text indexes lead with user_id, so every $text query must (and does) name one user:
+    # ranking only ever looks at that user's documents. mongomock keeps them as metadata.
+    conversations, messages = db["conversations"], db["messages"]
+    conversations.create_index([("conversation_id", ASCENDING), ("user_id", ASCENDING)],
+                               name="conversation_user_idx", unique=True)
+    # _id breaks ties between equal updated_at, so paging never repeats or skips a conversation.
+    conversations.create_index([("user_id", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)],
+                               name="user_updated_idx")
+    conversations.create_index([("created_at", DESCENDING)], name="created_at_idx")
+    conversations.create_index([("user_id", ASCENDING), ("title", TEXT)], name="title_text_idx",
+                               default_language="english")
+    messages.create_index([("message_id", ASCENDING)], name="message_id_idx", unique=True)
+    messages.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)], name="conversation_seq_idx")
+    messages.create_index([("created_at", ASCENDING)], name="messages_created_at_idx")
+    # The prefix-search fallback reads a user's newest messages through this one.
+    messages.create_index([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_created_idx")
+    messages.create_index([("user_id", ASCENDING), ("content", TEXT)], name="content_text_idx",
+                          default_language="english")
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[Database, bool], None]]] = [
+    (1, "conversations and messages collections with JSON-schema validators", _collections),
+    (2, "indexes: ownership, ordering, created_at and per-user text search", _indexes),
+]

@@ -1,0 +1,59 @@
+"""`/health`: store, Redis and endpoint reachability."""
+import sqlite3
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+@pytest.fixture
+def models_endpoint():
+    """A tiny HTTP server answering GET /v1/models, on a free loopback port."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"data": [{"id": "fake-model"}]}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_health_ok_on_embedded_defaults(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok" and body["store"] == {"backend": "sqlite", "ok": True}
+    assert body["redis"] == {"configured": False}
+    assert body["endpoint"] == {"configured": False, "reachable": False}
+
+
+def test_health_reports_reachable_endpoint(make_app, models_endpoint):
+    body = make_app(OPENAI_BASE_URL=models_endpoint).test_client().get("/health").get_json()
+    assert body["endpoint"]["reachable"] is True
+
+
+def test_health_unreachable_endpoint_is_not_fatal(make_app):
+    response = make_app(OPENAI_BASE_URL="http://127.0.0.1:9/v1", ENDPOINT_TIMEOUT_S=0.5).test_client().get("/health")
+    assert response.status_code == 200
+    assert response.get_json()["endpoint"] == {"configured": True, "reachable": False, "error": "ConnectionError"}
+
+
+def test_health_broken_store_is_503(app, client, monkeypatch):
+    store = app.extensions["chat_store"].get()
+    monkeypatch.setattr(store, "ping", lambda: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error")))
+    response = client.get("/health")
+    assert response.status_code == 503 and response.get_json()["store"]["ok"] is False
+
+
+def test_health_unreachable_redis_is_503(make_app):
+    response = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client().get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["redis"] == {"configured": True, "ok": False}

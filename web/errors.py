@@ -1,0 +1,31 @@
+"""Every error answers JSON `{"message": ...}` with its status; nothing leaks internals."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+log = logging.getLogger("chat.errors")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def _http_error(error: HTTPException):
+    message = error.description if error.description and not _is_default(error) else error.name + "."
+    if isinstance(error, RequestEntityTooLarge):
+        limit = current_app.config["CHAT"].MAX_FILE_SIZE_MB
+        message = f"The request is larger than the {limit:g} MB upload limit."
+    return jsonify(message=message), error.code
+
+
+def _is_default(error: HTTPException) -> bool:
+    return error.description == type(error).description
+
+
+def _unexpected(error: Exception):
+    log.exception("Unhandled error: %s", type(error).__name__)
+    return jsonify(message="An error occurred while processing your request."), 500

@@ -1,0 +1,68 @@
+"""`/get_config` and `/health`: what the page may know, and whether the parts answer."""
+from __future__ import annotations
+
+import logging
+
+import requests
+from flask import Blueprint, current_app, jsonify
+
+from .context import get_store
+
+bp = Blueprint("system", __name__)
+log = logging.getLogger("chat.health")
+
+
+@bp.get("/get_config")
+def get_config():
+    """Limits and switches the page needs; never a secret or a URL."""
+    config = current_app.config["CHAT"]
+    return jsonify(max_tokens=config.MAX_TOKENS, reply_tokens=config.REPLY_TOKENS,
+                   chunk_size_tokens=config.CHUNK_SIZE_TOKENS, max_file_size_mb=config.MAX_FILE_SIZE_MB,
+                   allowed_extensions=sorted(config.ALLOWED_EXTENSIONS), model=config.MODEL,
+                   endpoint_configured=bool(config.OPENAI_BASE_URL))
+
+
+@bp.get("/health")
+def health():
+    """200 when the store (and Redis, if configured) answer; 503 otherwise."""
+    config = current_app.config["CHAT"]
+    store_ok = _store_ok()
+    redis = _redis_status()
+    endpoint = _endpoint_status(config)
+    healthy = store_ok and redis.get("ok", True)
+    body = {"status": "ok" if healthy else "unavailable",
+            "store": {"backend": "mongodb" if config.MONGODB_URI else "sqlite", "ok": store_ok},
+            "redis": redis, "endpoint": endpoint}
+    return jsonify(body), 200 if healthy else 503
+
+
+def _store_ok() -> bool:
+    try:
+        return get_store().ping()
+    except Exception as error:  # a down database must answer 503, not 500
+        log.warning("Store check failed: %s", type(error).__name__)
+        return False
+
+
+def _redis_status() -> dict:
+    client = current_app.config.get("SESSION_REDIS")
+    if client is None:
+        return {"configured": False}
+    try:
+        return {"configured": True, "ok": bool(client.ping())}
+    except Exception as error:
+        log.warning("Redis check failed: %s", type(error).__name__)
+        return {"configured": True, "ok": False}
+
+
+def _endpoint_status(config) -> dict:
+    """The model endpoint is optional: its absence or failure never makes the app unhealthy."""
+    if not config.OPENAI_BASE_URL:
+        return {"configured": False, "reachable": False}
+    headers = {"Authorization": f"Bearer {config.OPENAI_API_KEY}"} if config.OPENAI_API_KEY else {}
+    try:
+        response = requests.get(config.OPENAI_BASE_URL.rstrip("/") + "/models", headers=headers,
+                                timeout=config.ENDPOINT_TIMEOUT_S)
+        return {"configured": True, "reachable": response.status_code < 500, "status_code": response.status_code}
+    except requests.RequestException as error:
+        return {"configured": True, "reachable": False, "error": type(error).__name__}
