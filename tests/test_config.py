@@ -79,3 +79,10 @@ def test_config_bad_setting_stops_start_up_with_one_line(tmp_path):
 def test_config_importing_app_builds_nothing():
     code = "import app, sys; assert app._app is None; assert 'storage.sqlite_store' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=30)
+
+
+def test_config_every_setting_is_in_env_example(env):
+    import re
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    settings = {name for name in vars(Config()) if name.isupper()}
+    assert settings == documented
