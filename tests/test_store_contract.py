@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from conftest import MONGOMOCK_SKIP, STORE_KINDS, _make_store
 from storage import NotFound
 
 
@@ -159,11 +160,21 @@ def test_store_search_finds_titles(search_store):
     assert results and results[0]["conversation_id"] == cid
 
 
-def test_store_search_prefix_and_stemming(search_store):
+def test_store_search_stemming(search_store):
     cid = search_store.create_conversation("alice")["conversation_id"]
     search_store.append_message("alice", cid, "user", "I was running through databases all day")
-    assert search_store.search("alice", "datab*")[0]["conversation_id"] == cid
     assert search_store.search("alice", "runs")[0]["conversation_id"] == cid
+
+
+def test_store_search_prefix(store):
+    """Prefix search needs no $text on MongoDB, so it runs on every store."""
+    cid = store.create_conversation("alice", "Database notes")["conversation_id"]
+    hit = store.append_message("alice", cid, "user", "I was running through databases all day")
+    store.append_message("bob", store.create_conversation("bob")["conversation_id"], "user", "databases")
+    results = store.search("alice", "datab*")
+    assert [r["conversation_id"] for r in results] == [cid]
+    assert results[0]["message_id"] in (hit["message_id"], None)
+    assert store.search("alice", "atab*") == []
 
 
 def test_store_search_is_scoped_to_the_user(search_store):
@@ -184,3 +195,38 @@ def test_store_search_forgets_deleted_messages(search_store):
     search_store.append_message("alice", cid, "user", "platypus facts")
     search_store.clear_messages("alice", cid)
     assert search_store.search("alice", "platypus") == []
+
+
+# -- MongoDB only: what migrate() builds (seed 001 §3) ------------------------------------------
+
+@pytest.fixture(params=[kind for kind in STORE_KINDS if kind != "sqlite"])
+def mongo_store(request, tmp_path):
+    made = _make_store(request.param, tmp_path)
+    made.migrate()
+    yield made
+    if request.param == "mongodb":
+        made.client.drop_database(made.db.name)
+    made.close()
+
+
+def test_mongo_migrate_creates_named_indexes(mongo_store):
+    store = mongo_store
+    conversations = store.db["conversations"].index_information()
+    messages = store.db["messages"].index_information()
+    assert conversations["conversation_user_idx"]["unique"] is True
+    assert list(conversations["conversation_user_idx"]["key"]) == [("conversation_id", 1), ("user_id", 1)]
+    assert list(conversations["created_at_idx"]["key"]) == [("created_at", -1)]
+    assert "user_updated_idx" in conversations
+    assert messages["message_id_idx"]["unique"] is True
+    assert {"conversation_seq_idx", "messages_created_at_idx", "user_created_idx"} <= set(messages)
+    for index in (conversations["title_text_idx"], messages["content_text_idx"]):
+        assert list(index["key"])[0] == ("user_id", 1)  # every $text query is scoped to one user
+    assert sorted(doc["_id"] for doc in store.db["schema_migrations"].find()) == [1, 2]
+
+
+def test_mongo_validator_rejects_bad_documents(mongo_store):
+    if mongo_store.mock:
+        pytest.skip(MONGOMOCK_SKIP.format(what="$jsonSchema validators"))
+    from pymongo.errors import WriteError
+    with pytest.raises(WriteError):
+        mongo_store.db["messages"].insert_one({"message_id": "bad", "role": "robot"})
