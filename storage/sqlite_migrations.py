@@ -36,46 +36,37 @@ CREATE INDEX messages_conversation_idx ON messages(conversation_id, seq);
 CREATE INDEX messages_created_at_idx ON messages(created_at);
 """
 
-FULL_TEXT = f"""
-CREATE VIEW messages_fts_source AS
-    SELECT seq, content, {OWNER.format(col='user_id')} AS owner FROM messages;
-CREATE VIRTUAL TABLE messages_fts USING fts5(
-    content, owner, content='messages_fts_source', content_rowid='seq',
+def _full_text(name: str, table: str, column: str, rowid: str) -> str:
+    """An external-content FTS5 index over table.column, kept in sync by triggers.
+
+    The `owner` column holds one token per user, so a search can be scoped to one user.
+    """
+    owner_new, owner_old = OWNER.format(col="new.user_id"), OWNER.format(col="old.user_id")
+    delete = (f"INSERT INTO {name}({name}, rowid, {column}, owner) "
+              f"VALUES ('delete', old.{rowid}, old.{column}, {owner_old});")
+    insert = f"INSERT INTO {name}(rowid, {column}, owner) VALUES (new.{rowid}, new.{column}, {owner_new});"
+    return f"""
+CREATE VIEW {name}_source AS
+    SELECT {rowid}, {column}, {OWNER.format(col='user_id')} AS owner FROM {table};
+CREATE VIRTUAL TABLE {name} USING fts5(
+    {column}, owner, content='{name}_source', content_rowid='{rowid}',
     tokenize='porter unicode61 remove_diacritics 2', prefix='2 3');
-INSERT INTO messages_fts(messages_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)');
-CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts(rowid, content, owner)
-    VALUES (new.seq, new.content, {OWNER.format(col='new.user_id')});
+INSERT INTO {name}({name}, rank) VALUES ('rank', 'bm25(1.0, 0.0)');
+CREATE TRIGGER {name}_insert AFTER INSERT ON {table} BEGIN
+    {insert}
 END;
-CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, content, owner)
-    VALUES ('delete', old.seq, old.content, {OWNER.format(col='old.user_id')});
+CREATE TRIGGER {name}_delete AFTER DELETE ON {table} BEGIN
+    {delete}
 END;
-CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
-    INSERT INTO messages_fts(messages_fts, rowid, content, owner)
-    VALUES ('delete', old.seq, old.content, {OWNER.format(col='old.user_id')});
-    INSERT INTO messages_fts(rowid, content, owner)
-    VALUES (new.seq, new.content, {OWNER.format(col='new.user_id')});
-END;
-CREATE VIEW titles_fts_source AS
-    SELECT id, title, {OWNER.format(col='user_id')} AS owner FROM conversations;
-CREATE VIRTUAL TABLE titles_fts USING fts5(
-    title, owner, content='titles_fts_source', content_rowid='id',
-    tokenize='porter unicode61 remove_diacritics 2', prefix='2 3');
-INSERT INTO titles_fts(titles_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)');
-CREATE TRIGGER titles_fts_insert AFTER INSERT ON conversations BEGIN
-    INSERT INTO titles_fts(rowid, title, owner) VALUES (new.id, new.title, {OWNER.format(col='new.user_id')});
-END;
-CREATE TRIGGER titles_fts_delete AFTER DELETE ON conversations BEGIN
-    INSERT INTO titles_fts(titles_fts, rowid, title, owner)
-    VALUES ('delete', old.id, old.title, {OWNER.format(col='old.user_id')});
-END;
-CREATE TRIGGER titles_fts_update AFTER UPDATE OF title ON conversations BEGIN
-    INSERT INTO titles_fts(titles_fts, rowid, title, owner)
-    VALUES ('delete', old.id, old.title, {OWNER.format(col='old.user_id')});
-    INSERT INTO titles_fts(rowid, title, owner) VALUES (new.id, new.title, {OWNER.format(col='new.user_id')});
+CREATE TRIGGER {name}_update AFTER UPDATE OF {column} ON {table} BEGIN
+    {delete}
+    {insert}
 END;
 """
+
+
+FULL_TEXT = _full_text("messages_fts", "messages", "content", "seq") + _full_text(
+    "titles_fts", "conversations", "title", "id")
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "conversations and messages tables with their indexes", CORE_TABLES),

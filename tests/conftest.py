@@ -23,15 +23,20 @@ def _make_store(kind: str, tmp_path):
     return MongoStore(client, f"chat_contract_{uuid.uuid4().hex[:12]}")
 
 
+def migrated_store(kind: str, tmp_path):
+    """Yield a fresh, migrated store of one kind; drop what it made afterwards."""
+    made = _make_store(kind, tmp_path)
+    made.migrate()
+    yield made
+    if kind == "mongodb":
+        made.client.drop_database(made.db.name)
+    made.close()
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store(request, tmp_path):
     """A fresh, migrated store of each kind."""
-    made = _make_store(request.param, tmp_path)
-    made.migrate()
-    yield made
-    if request.param == "mongodb":
-        made.client.drop_database(made.db.name)
-    made.close()
+    yield from migrated_store(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import MONGOMOCK_SKIP, STORE_KINDS, _make_store
+from conftest import MONGOMOCK_SKIP, STORE_KINDS, migrated_store
 from storage import NotFound
 
 
@@ -201,12 +201,7 @@ def test_store_search_forgets_deleted_messages(search_store):
 
 @pytest.fixture(params=[kind for kind in STORE_KINDS if kind != "sqlite"])
 def mongo_store(request, tmp_path):
-    made = _make_store(request.param, tmp_path)
-    made.migrate()
-    yield made
-    if request.param == "mongodb":
-        made.client.drop_database(made.db.name)
-    made.close()
+    yield from migrated_store(request.param, tmp_path)
 
 
 def test_mongo_migrate_creates_named_indexes(mongo_store):
