@@ -107,8 +107,10 @@ def add_few_shot_example():
     conversation_id = _target_conversation_id(body) or _start("")
     owned_conversation(conversation_id)
     store, user_id = get_store(), current_user_id()
-    asked = store.append_message(user_id, conversation_id, "user", prompt, tokens=utils.count_tokens(prompt))
-    store.append_message(user_id, conversation_id, "assistant", response, tokens=utils.count_tokens(response),
+    asked = store.append_message(user_id, conversation_id, "user", prompt,
+                                 tokens=utils.message_tokens("user", prompt))
+    store.append_message(user_id, conversation_id, "assistant", response,
+                         tokens=utils.message_tokens("assistant", response),
                          parent_message_id=asked["message_id"], agent="few_shot", finish_reason="stop")
     return jsonify(message="Few-shot example added successfully!", conversation_id=conversation_id)
 
