@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 
+from fake_llm import fake_llm  # noqa: F401  (the fake model endpoint, shared by every test module)
+
 MONGOMOCK_SKIP = "mongomock does not implement {what}; runs against a real MongoDB when MONGODB_URI is set"
 STORE_KINDS = ["sqlite", "mongomock"] + (["mongodb"] if os.environ.get("MONGODB_URI") else [])
 

@@ -1,0 +1,1 @@
+"""Agents and the OpenAI-compatible client they share."""

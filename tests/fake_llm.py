@@ -1,0 +1,190 @@
+"""A fake OpenAI-compatible endpoint on 127.0.0.1 that speaks real SSE, for tests and benchmarks.
+
+    with FakeLLM(reply="Hi there") as fake:
+        fake.fail_next(Fault.http(429, retry_after="1"), Fault.disconnect(after=2))
+        client = LLMClient(fake.url, "sk-test", model="fake-model")
+
+Settings are plain attributes, changeable between requests. Every request is recorded
+(`fake.requests`) with its parsed JSON body and lower-cased headers. A client that goes away
+mid-stream is counted in `fake.disconnects` and sets `fake.client_gone`.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import pytest
+
+from fake_llm_server import FakeHandler, FakeServer
+
+CONTEXT_MESSAGE = ("This model's maximum context length is {limit} tokens. However, your messages resulted in "
+                   "{asked} tokens. Please reduce the length of the messages.")
+
+
+@dataclass
+class Fault:
+    """One misbehaviour for the next chat request; build with the class methods."""
+
+    kind: str
+    status: int = 0
+    headers: dict = field(default_factory=dict)
+    body: dict | None = None
+    after: int | None = None
+    seconds: float = 0.0
+    lines: tuple[str, ...] = ()
+
+    @classmethod
+    def http(cls, status: int, retry_after: str | None = None, message: str = "Service unavailable") -> "Fault":
+        """Answer with an HTTP error (429, 500, 503...) in OpenAI's JSON shape."""
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        body = {"error": {"message": message, "type": "server_error", "code": None}}
+        return cls("http", status=status, headers=headers, body=body)
+
+    @classmethod
+    def html(cls, status: int = 200) -> "Fault":
+        """A web page where the API should be (a wrong base URL, a captive portal)."""
+        return cls("html", status=status)
+
+    @classmethod
+    def context_length(cls, limit: int = 4096, asked: int = 5000) -> "Fault":
+        """OpenAI's 400 for a prompt that does not fit the window."""
+        body = {"error": {"message": CONTEXT_MESSAGE.format(limit=limit, asked=asked),
+                          "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
+        return cls("http", status=400, body=body)
+
+    @classmethod
+    def hang(cls, seconds: float = 5.0, after: int | None = None) -> "Fault":
+        """Accept, then say nothing: before the headers (after=None) or after `after` tokens."""
+        return cls("hang", seconds=seconds, after=after)
+
+    @classmethod
+    def reset(cls) -> "Fault":
+        """Close the connection without answering."""
+        return cls("reset")
+
+    @classmethod
+    def disconnect(cls, after: int = 2) -> "Fault":
+        """Send the headers and `after` tokens, then drop the connection mid-body."""
+        return cls("disconnect", after=after)
+
+    @classmethod
+    def garbage(cls, lines: tuple[str, ...] = ("<html>not json</html>",), after: int = 0,
+                only: bool = False) -> "Fault":
+        """Insert `data:` events that are not JSON after `after` tokens; `only` sends nothing else."""
+        return cls("garbage_only" if only else "garbage", after=after, lines=lines)
+
+    @classmethod
+    def error_chunk(cls, message: str = "The upstream provider is overloaded", after: int = 1) -> "Fault":
+        """An `{"error": {...}}` event after `after` tokens, then the end of the stream."""
+        return cls("error_chunk", after=after, body={"error": {"message": message, "type": "server_error"}})
+
+
+@dataclass
+class Recorded:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    headers: dict
+    body: dict | None
+
+
+class FakeLLM:
+    """The server and its knobs; a context manager that starts and stops it."""
+
+    def __init__(self, reply: str = "Hello! How can I help you today?", **settings) -> None:
+        self.reply = reply
+        self.tokens: int | None = None          # reply of this many words instead of `reply`
+        self.token_delay = 0.0                  # seconds between tokens
+        self.first_token_delay = 0.0            # seconds between headers and the first token
+        self.send_done = True
+        self.send_usage = True                  # only when the request asks with stream_options
+        self.crlf = False
+        self.chunked = True                     # False: HTTP/1.0 style, body ends when the connection closes
+        self.keepalive = False                  # OpenRouter's ": OPENROUTER PROCESSING" comments first
+        self.reasoning: str | None = None       # streamed before the reply, in `reasoning_field`
+        self.reasoning_field = "reasoning_content"
+        self.finish_reason = "stop"
+        self.ignore_stream = False              # answer JSON even when asked to stream
+        self.model = "fake-model"
+        for name, value in settings.items():
+            if not hasattr(self, name):
+                raise TypeError(f"FakeLLM has no setting {name!r}")
+            setattr(self, name, value)
+        self.requests: list[Recorded] = []
+        self.faults: deque[Fault] = deque()
+        self.disconnects = 0
+        self.client_gone = threading.Event()
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._server: FakeServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL a client is configured with (ends in /v1)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def fail_next(self, *faults: Fault) -> None:
+        """Queue faults; each chat request takes the next one."""
+        self.faults.extend(faults)
+
+    def take_fault(self) -> Fault | None:
+        """The fault for the request being handled, if any is queued (thread-safe)."""
+        try:
+            return self.faults.popleft()
+        except IndexError:
+            return None
+
+    def start(self) -> "FakeLLM":
+        self._server = FakeServer(("127.0.0.1", 0), FakeHandler)
+        self._server.fake = self
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        name="fake-llm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop without waiting on hung or streaming handlers: they are woken and their sockets closed."""
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "FakeLLM":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def pieces(self, max_tokens: int | None) -> tuple[list[str], str]:
+        """The reply as tokens (words with their leading space) and the finish reason."""
+        text = " ".join(f"word{i}" for i in range(self.tokens)) if self.tokens is not None else self.reply
+        pieces = re.findall(r"\s*\S+", text)
+        if max_tokens and len(pieces) > max_tokens:
+            return pieces[:max_tokens], "length"
+        return pieces, self.finish_reason
+
+    def record(self, method: str, path: str, headers: dict, body: dict | None) -> None:
+        """Called by the handler for every request."""
+        self.requests.append(Recorded(method, path, headers, body))
+
+    def client_left(self) -> None:
+        """Called by the handler when a write finds the client gone."""
+        with self._lock:
+            self.disconnects += 1
+        self.client_gone.set()
+
+
+@pytest.fixture
+def fake_llm():
+    """A running FakeLLM, stopped after the test."""
+    with FakeLLM() as fake:
+        yield fake
