@@ -187,10 +187,11 @@ def assemble_context(history: list[dict], summary: dict | None, system_prompt: s
 
 
 def _after_checkpoint(history: list[dict], summary: dict | None) -> list[dict]:
+    """Messages newer than the summary, searched from the end (the checkpoint is recent)."""
     if not summary:
         return list(history)
-    for index, message in enumerate(history):
-        if message["message_id"] == summary["last_message_id"]:
+    for index in range(len(history) - 1, -1, -1):
+        if history[index]["message_id"] == summary["last_message_id"]:
             return history[index + 1:]
     return list(history)  # checkpoint points at a deleted message: start over
 
