@@ -63,6 +63,12 @@ class Config:
         self.SEARCH_CANDIDATES = _number("SEARCH_CANDIDATES", "2000")
         self.ASYNC_MODE = _env("ASYNC_MODE", "threading")
         self.ENDPOINT_TIMEOUT_S = _number("ENDPOINT_TIMEOUT_S", "2.0", float)
+        self.SYSTEM_PROMPT = _env("SYSTEM_PROMPT", "You are a helpful assistant.")
+        self.COMPACT_AT = _number("COMPACT_AT", "0.8", float)
+        self.SUMMARY_TOKENS = _number("SUMMARY_TOKENS", "500")
+        self.SUMMARY_MODEL = _env("SUMMARY_MODEL")
+        self.MODEL_CONTEXT_WINDOWS = _windows(_env("MODEL_CONTEXT_WINDOWS", ""))
+        self.STREAM_FLUSH_MS = _number("STREAM_FLUSH_MS", "50")
 
     @property
     def is_production(self) -> bool:
@@ -75,6 +81,11 @@ class Config:
         for name in ("MAX_TOKENS", "REPLY_TOKENS", "CHUNK_SIZE_TOKENS", "SEARCH_CANDIDATES"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if not 0.1 <= self.COMPACT_AT <= 1.0:
+            raise ConfigError(f"COMPACT_AT must be between 0.1 and 1.0, got {self.COMPACT_AT}")
+        for model, window in self.MODEL_CONTEXT_WINDOWS.items():
+            if window <= self.REPLY_TOKENS:
+                raise ConfigError(f"MODEL_CONTEXT_WINDOWS: {model}={window} must be larger than REPLY_TOKENS")
         if self.MAX_FILE_SIZE_MB <= 0:
             raise ConfigError(f"MAX_FILE_SIZE_MB must be a positive number, got {self.MAX_FILE_SIZE_MB}")
         if self.MAX_TOKENS <= self.REPLY_TOKENS:
@@ -92,6 +103,10 @@ class Config:
         if self.is_production and not self.SECRET_KEY:
             raise ConfigError("SECRET_KEY must be set when APP_ENV=production")
         return self
+
+    def context_window(self, model: str) -> int:
+        """The model's window from MODEL_CONTEXT_WINDOWS, else MAX_TOKENS."""
+        return self.MODEL_CONTEXT_WINDOWS.get(model, self.MAX_TOKENS)
 
     def flask_settings(self) -> dict:
         """The subset Flask and its extensions read from app.config."""
@@ -121,6 +136,8 @@ class Config:
 class TestConfig(Config):
     """Test settings: a private instance folder, no Redis, no endpoint unless a test sets one."""
 
+    __test__ = False  # not a pytest test class despite the name
+
     def __init__(self, instance_path: Path, **overrides) -> None:
         super().__init__()
         self.APP_ENV = "testing"
@@ -137,6 +154,17 @@ class TestConfig(Config):
 
 def _extensions(raw: str) -> frozenset[str]:
     return frozenset(part.strip().lower().lstrip(".") for part in raw.split(",") if part.strip())
+
+
+def _windows(raw: str) -> dict[str, int]:
+    """`model=tokens,other=tokens` -> {model: tokens}."""
+    windows = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        model, _, tokens = part.rpartition("=")
+        if not model or not tokens.strip().isdigit():
+            raise ConfigError(f"MODEL_CONTEXT_WINDOWS must look like 'model=8192,other=32768', got {part!r}")
+        windows[model.strip()] = int(tokens)
+    return windows
 
 
 def _check_uri(name: str, value: str | None, schemes: tuple[str, ...]) -> None:

@@ -1,0 +1,110 @@
+"""One chat turn against the fake model server: budget, stream, persist, report."""
+import pytest
+
+import utils
+from agents.calibration import Calibration
+from agents.emitter import RecordingEmitter
+from agents.llm_client import LLMClient
+from agents.turn import NOT_CONFIGURED, TurnDeps, run_turn
+from config import TestConfig
+from fake_llm import Fault
+from storage.sqlite_store import SqliteStore
+
+
+@pytest.fixture
+def deps(tmp_path, fake_llm):
+    store = SqliteStore(tmp_path / "turn.sqlite3")
+    store.migrate()
+    config = TestConfig(tmp_path, MAX_TOKENS=4096, REPLY_TOKENS=256, OPENAI_BASE_URL=fake_llm.url)
+    client = LLMClient(fake_llm.url, model="fake-model", max_retries=2, backoff_base=0.01, read_timeout=5)
+    return TurnDeps(store, config, client, client, Calibration())
+
+
+def _ask(deps, text, cid=None):
+    cid = cid or deps.store.create_conversation("alice")["conversation_id"]
+    message = deps.store.append_message("alice", cid, "user", text, tokens=utils.message_tokens("user", text))
+    return cid, message["message_id"]
+
+
+def _run(deps, cid, mid, stopped=lambda: False):
+    emitter = RecordingEmitter()
+    result = run_turn(deps, "alice", cid, mid, f"reply-{mid}", emitter, stopped)
+    return result, emitter
+
+
+def test_turn_streams_and_persists_the_reply(deps, fake_llm):
+    cid, mid = _ask(deps, "Hello?")
+    result, emitter = _run(deps, cid, mid)
+    assert emitter.text() == fake_llm.reply == result.text
+    stored = deps.store.list_messages("alice", cid)[-1]
+    assert stored["content"] == fake_llm.reply and stored["finish_reason"] == "stop"
+    assert stored["agent"] == "chat" and stored["parent_message_id"] == mid
+    assert stored["tokens"] == utils.message_tokens("assistant", fake_llm.reply)
+    kinds = [kind for kind, _ in emitter.events]
+    assert kinds[-2:] == ["usage", "done"]
+    usage = dict(emitter.events)["usage"]
+    assert usage["context_budget"] == 4096 - 256 and usage["completion_tokens"] > 0
+    sent = fake_llm.requests[-1].body
+    assert sent["messages"][-1] == {"role": "user", "content": "Hello?"} and sent["max_tokens"] == 256
+
+
+def test_turn_stop_keeps_partial_reply_marked_stopped(deps, fake_llm):
+    fake_llm.tokens, fake_llm.token_delay = 50, 0.01
+    cid, mid = _ask(deps, "Count slowly")
+    seen = []
+    result, _ = _run(deps, cid, mid, stopped=lambda: seen.append(1) or len(seen) > 5)
+    stored = deps.store.list_messages("alice", cid)[-1]
+    assert stored["finish_reason"] == "stopped" and stored["content"] == result.text
+    assert 0 < len(result.text.split()) < 50
+
+
+def test_turn_error_mid_stream_keeps_partial_and_tells_user(deps, fake_llm):
+    fake_llm.tokens = 30
+    fake_llm.fail_next(Fault.disconnect(after=5))
+    cid, mid = _ask(deps, "Go")
+    result, emitter = _run(deps, cid, mid)
+    assert result.finish_reason == "error" and result.text
+    assert any(kind == "error" for kind, _ in emitter.events)
+    assert deps.store.list_messages("alice", cid)[-1]["finish_reason"] == "error"
+    assert len(deps.store.list_messages("alice", cid)) == 2  # no duplicate after the retry
+
+
+def test_turn_context_length_error_replans_tighter_once(deps, fake_llm):
+    fake_llm.fail_next(Fault.context_length(limit=4096))
+    cid, mid = _ask(deps, "Hi")
+    result, _ = _run(deps, cid, mid)
+    assert result.finish_reason == "stop" and len(fake_llm.requests) == 2
+
+
+def test_turn_without_endpoint_says_so(deps, tmp_path):
+    deps.client = deps.summary_client = None
+    cid, mid = _ask(deps, "Anyone there?")
+    result, emitter = _run(deps, cid, mid)
+    assert result.text == NOT_CONFIGURED and result.finish_reason == "error"
+
+
+def test_turn_message_too_large_is_a_clear_error(deps, fake_llm):
+    cid, mid = _ask(deps, " a" * 5000)
+    result, emitter = _run(deps, cid, mid)
+    assert result is None and "upload it as a file" in dict(emitter.events)["error"]
+    assert fake_llm.requests == []
+
+
+def test_turn_long_conversation_summarises_and_every_request_fits(deps, fake_llm):
+    fake_llm.reply = " b" * 60
+    cid = deps.store.create_conversation("alice")["conversation_id"]
+    for turn in range(80):
+        _, mid = _ask(deps, f"question {turn}" + " a" * 60, cid)
+        _run(deps, cid, mid)
+    summaries = [r for r in fake_llm.requests if r.body["messages"][0]["content"].startswith("Summarise")]
+    assert summaries  # the summariser ran, through the same endpoint
+    for body in (r.body for r in fake_llm.requests):  # chat and summariser requests alike
+        assert utils.request_tokens(body["messages"]) + body["max_tokens"] <= 4096
+    assert deps.store.get_conversation("alice", cid)["summary"] is not None
+    assert len(deps.store.list_messages("alice", cid)) == 160  # history keeps every message
+
+
+def test_turn_calibration_learns_from_reported_usage(deps, fake_llm):
+    cid, mid = _ask(deps, "Hello?")
+    _run(deps, cid, mid)
+    assert deps.calibration.ratio("fake-model") >= 1.0
