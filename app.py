@@ -23,9 +23,11 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(config.INSTANCE_PATH))
     app.config.update(config.flask_settings())
     app.config["CHAT"] = config
-    from web import register, sessions
+    from web import register, register_socket_events, sessions
     sessions.init_app(app, config)
-    socketio.init_app(app, message_queue=config.REDIS_URL, cors_allowed_origins=[],
+    register_socket_events(socketio)
+    # manage_session=False: socket handlers read the same server-side session as HTTP routes.
+    socketio.init_app(app, message_queue=config.REDIS_URL, cors_allowed_origins=[], manage_session=False,
                       async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
     register(app)
     return app

@@ -2,12 +2,27 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_socketio import SocketIO
 
 
 def register(app: Flask) -> None:
-    """Attach every blueprint and hook to the app."""
-    from . import context, conversations, errors, pages, system, uploads
+    """Attach every blueprint, hook and socket event to the app."""
+    from agents.calibration import Calibration
+    from . import context, conversations, errors, inflight, pages, system, uploads
     context.init_app(app)
     errors.init_app(app)
     for module in (pages, conversations, uploads, system):
         app.register_blueprint(module.bp)
+    redis_client = app.config.get("SESSION_REDIS")
+    app.extensions["chat_inflight"] = (inflight.RedisInflight(redis_client) if redis_client
+                                       else inflight.MemoryInflight())
+    app.extensions["chat_calibration"] = Calibration()
+
+
+def register_socket_events(socketio: SocketIO) -> None:
+    """Once per process, before the first init_app: Flask-SocketIO re-applies only handlers
+    registered while it had no server, to every server a later init_app creates."""
+    from . import socket_events
+    if not getattr(socketio, "_chat_events", False):
+        socket_events.register(socketio)
+        socketio._chat_events = True

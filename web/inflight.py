@@ -1,0 +1,90 @@
+"""Replies being generated: the partial text and stop requests, where every worker can read them.
+
+With REDIS_URL the state lives in Redis (appended once per flush, not per token); without it,
+in this process's memory, which is enough for a single worker.
+"""
+from __future__ import annotations
+
+import threading
+
+TTL_SECONDS = 3600
+
+
+class MemoryInflight:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_conversation: dict[str, str] = {}
+        self._text: dict[str, list[str]] = {}
+        self._stops: set[str] = set()
+
+    def start(self, conversation_id: str, reply_id: str) -> bool:
+        """Claim the conversation for one reply; False when another reply is in flight."""
+        with self._lock:
+            if conversation_id in self._by_conversation:
+                return False
+            self._by_conversation[conversation_id], self._text[reply_id] = reply_id, []
+            return True
+
+    def append(self, reply_id: str, text: str) -> None:
+        with self._lock:
+            self._text.setdefault(reply_id, []).append(text)
+
+    def snapshot(self, conversation_id: str) -> dict | None:
+        with self._lock:
+            reply_id = self._by_conversation.get(conversation_id)
+            return None if reply_id is None else {"message_id": reply_id, "text": "".join(self._text[reply_id])}
+
+    def request_stop(self, conversation_id: str) -> str | None:
+        with self._lock:
+            reply_id = self._by_conversation.get(conversation_id)
+            if reply_id:
+                self._stops.add(reply_id)
+            return reply_id
+
+    def stop_requested(self, reply_id: str) -> bool:
+        return reply_id in self._stops
+
+    def finish(self, conversation_id: str, reply_id: str) -> None:
+        with self._lock:
+            if self._by_conversation.get(conversation_id) == reply_id:
+                del self._by_conversation[conversation_id]
+            self._text.pop(reply_id, None)
+            self._stops.discard(reply_id)
+
+
+class RedisInflight:
+    """Same contract, in Redis: `inflight:conv:<id>` -> reply id, `inflight:text:<reply>`, `inflight:stop:<reply>`."""
+
+    def __init__(self, client) -> None:
+        self.redis = client
+
+    def start(self, conversation_id: str, reply_id: str) -> bool:
+        return bool(self.redis.set(f"inflight:conv:{conversation_id}", reply_id, nx=True, ex=TTL_SECONDS))
+
+    def append(self, reply_id: str, text: str) -> None:
+        key = f"inflight:text:{reply_id}"
+        self.redis.pipeline().append(key, text).expire(key, TTL_SECONDS).execute()
+
+    def snapshot(self, conversation_id: str) -> dict | None:
+        reply_id = self.redis.get(f"inflight:conv:{conversation_id}")
+        if reply_id is None:
+            return None
+        reply_id = reply_id.decode()
+        text = self.redis.get(f"inflight:text:{reply_id}") or b""
+        return {"message_id": reply_id, "text": text.decode("utf-8", errors="replace")}
+
+    def request_stop(self, conversation_id: str) -> str | None:
+        reply_id = self.redis.get(f"inflight:conv:{conversation_id}")
+        if reply_id is None:
+            return None
+        self.redis.set(f"inflight:stop:{reply_id.decode()}", 1, ex=TTL_SECONDS)
+        return reply_id.decode()
+
+    def stop_requested(self, reply_id: str) -> bool:
+        return bool(self.redis.exists(f"inflight:stop:{reply_id}"))
+
+    def finish(self, conversation_id: str, reply_id: str) -> None:
+        key = f"inflight:conv:{conversation_id}"
+        if self.redis.get(key) == reply_id.encode():
+            self.redis.delete(key)
+        self.redis.delete(f"inflight:text:{reply_id}", f"inflight:stop:{reply_id}")

@@ -1,0 +1,195 @@
+"""Socket.IO events (seed 001 §12.2, extended). Each returns its ack; replies stream to a room
+per conversation, so every tab of the user sees them (and every worker, with Redis)."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from flask import current_app, request, session
+from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
+
+import utils
+from agents.llm_client import LLMClient
+from agents.turn import TurnDeps, run_turn
+from .context import get_store
+
+log = logging.getLogger("chat.socket")
+MAX_CLIENT_ID = 100
+TITLE_CHARS = 60
+
+
+def conversation_room(conversation_id: str) -> str:
+    return f"conversation:{conversation_id}"
+
+
+class SocketEmitter:
+    """Emits a reply to its conversation's room, coalescing chunks (flushed every STREAM_FLUSH_MS)."""
+
+    def __init__(self, socketio: SocketIO, inflight, conversation_id: str, reply_id: str, flush_ms: int):
+        self.socketio, self.inflight, self.flush_s = socketio, inflight, flush_ms / 1000
+        self.conversation_id, self.reply_id = conversation_id, reply_id
+        self.room = conversation_room(conversation_id)
+        self._buffer: list[str] = []
+        self._last_flush = time.monotonic()
+
+    def _emit(self, event: str, payload: dict) -> None:
+        self.socketio.emit(event, {**payload, "conversation_id": self.conversation_id}, to=self.room)
+
+    def chunk(self, text: str) -> None:
+        self._buffer.append(text)
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self._buffer:
+            text, self._buffer = "".join(self._buffer), []
+            self.inflight.append(self.reply_id, text)
+            self._emit("response_chunk", {"chunk": text, "message_id": self.reply_id})
+
+    def status(self, phase: str, detail: str = "") -> None:
+        self._emit("status", {"phase": phase, "detail": detail, "message_id": self.reply_id})
+
+    def usage(self, payload: dict) -> None:
+        self.flush()
+        self._emit("token_usage", payload)
+
+    def done(self, message_id: str, finish_reason: str) -> None:
+        self.flush()
+        self._emit("response_done", {"message_id": message_id, "finish_reason": finish_reason})
+
+    def error(self, message: str) -> None:
+        self.flush()
+        self._emit("error", {"message": message, "message_id": self.reply_id})
+
+
+def register(socketio: SocketIO) -> None:
+    """Attach the handlers; a handler's return value is the client's acknowledgement."""
+
+    @socketio.on("connect")
+    def on_connect(auth=None):
+        """Browser connects; needs the identity its HTTP session got on the first page load."""
+        if "user_id" not in session:
+            raise ConnectionRefusedError("Load the page first so the server can recognise this browser.")
+        emit("response", {"data": "Connected"})
+
+    @socketio.on("join_conversation")
+    def on_join(data):
+        """A tab opens a conversation: join its room and get any reply still being generated."""
+        conversation_id = _owned_conversation_id(data)
+        if conversation_id is None:
+            return _refuse("Conversation not found.")
+        join_room(conversation_room(conversation_id))
+        return {"ok": True, "conversation_id": conversation_id, "generating": _inflight().snapshot(conversation_id)}
+
+    @socketio.on("send_message")
+    def on_send_message(data):
+        """Store the user's message, then generate the reply in the background; acks the ids."""
+        return _send_message(socketio, data)
+
+    @socketio.on("stop_generation")
+    def on_stop(data):
+        """Stop the conversation's reply wherever it is generated; the partial reply is kept."""
+        conversation_id = _owned_conversation_id(data)
+        if conversation_id is None:
+            return _refuse("Conversation not found.")
+        reply_id = _inflight().request_stop(conversation_id)
+        return {"ok": True, "stopping": reply_id is not None, "message_id": reply_id}
+
+
+def _send_message(socketio: SocketIO, data) -> dict:
+    if not isinstance(data, dict):
+        return _refuse("The message payload must be an object.")
+    text, client_id = data.get("message"), data.get("client_message_id")
+    if not isinstance(text, str) or not text.strip():
+        return _refuse("The message must be non-empty text.")
+    if len(text) > utils.MAX_MESSAGE_CHARS or "\x00" in text:
+        return _refuse(f"The message must be at most {utils.MAX_MESSAGE_CHARS} characters of text; "
+                       "upload longer text as a file.")
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID):
+        return _refuse(f"client_message_id must be a string of 1 to {MAX_CLIENT_ID} characters.")
+    store, user_id = get_store(), session["user_id"]
+    if data.get("conversation_id") is None:
+        conversation_id = store.create_conversation(user_id, _title(text))["conversation_id"]
+    else:
+        conversation_id = _owned_conversation_id(data)
+        if conversation_id is None:
+            return _refuse("Conversation not found.")
+    message_id = _message_id(user_id, client_id)
+    reply_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"reply:{message_id}"))
+    join_room(conversation_room(conversation_id))
+    ack = {"ok": True, "conversation_id": conversation_id, "message_id": message_id, "reply_id": reply_id}
+    if _already_answered(store, user_id, conversation_id, reply_id):
+        return {**ack, "duplicate": True}
+    if not _inflight().start(conversation_id, reply_id):
+        return _refuse("A reply is still being generated in this conversation. Stop it or wait for it.")
+    store.append_message(user_id, conversation_id, "user", text, tokens=utils.message_tokens("user", text),
+                         message_id=message_id)
+    app = current_app._get_current_object()
+    socketio.start_background_task(_generate, app, socketio, user_id, conversation_id, message_id, reply_id)
+    return ack
+
+
+def _generate(app, socketio, user_id, conversation_id, message_id, reply_id) -> None:
+    """Background task: the reply is stored even if every client has gone."""
+    config, inflight = app.config["CHAT"], app.extensions["chat_inflight"]
+    emitter = SocketEmitter(socketio, inflight, conversation_id, reply_id, config.STREAM_FLUSH_MS)
+    client = _client(config, config.MODEL, socketio)
+    summary_client = _client(config, config.SUMMARY_MODEL or config.MODEL, socketio)
+    deps = TurnDeps(app.extensions["chat_store"].get(), config, client, summary_client,
+                    app.extensions["chat_calibration"])
+    try:
+        run_turn(deps, user_id, conversation_id, message_id, reply_id, emitter,
+                 stopped=lambda: inflight.stop_requested(reply_id))
+    except Exception:
+        log.exception("Generation failed")
+        emitter.error("The reply failed unexpectedly. Your message is saved; please try again.")
+    finally:
+        inflight.finish(conversation_id, reply_id)
+        for made in (client, summary_client):
+            if made is not None:
+                made.close()
+
+
+def _client(config, model: str, socketio: SocketIO) -> LLMClient | None:
+    if not config.OPENAI_BASE_URL:
+        return None
+    return LLMClient(config.OPENAI_BASE_URL, config.OPENAI_API_KEY, model=model, sleep=socketio.sleep)
+
+
+def _already_answered(store, user_id, conversation_id, reply_id) -> bool:
+    """A re-sent message (same client_message_id) whose reply exists or is being generated."""
+    snapshot = _inflight().snapshot(conversation_id)
+    if snapshot and snapshot["message_id"] == reply_id:
+        return True
+    return any(m["message_id"] == reply_id for m in store.list_messages(user_id, conversation_id)[-4:])
+
+
+def _message_id(user_id: str, client_id: str | None) -> str:
+    """Deterministic per user for a client id (idempotent re-sends), never colliding across users."""
+    if client_id is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"message:{user_id}:{client_id}"))
+
+
+def _owned_conversation_id(data) -> str | None:
+    conversation_id = data.get("conversation_id") if isinstance(data, dict) else None
+    if not isinstance(conversation_id, str) or len(conversation_id) > 100:
+        return None
+    found = get_store().get_conversation(session["user_id"], conversation_id)
+    return conversation_id if found else None
+
+
+def _title(text: str) -> str:
+    first_line = " ".join(text.split())[:TITLE_CHARS]
+    return first_line + ("…" if len(" ".join(text.split())) > TITLE_CHARS else "")
+
+
+def _inflight():
+    return current_app.extensions["chat_inflight"]
+
+
+def _refuse(message: str) -> dict:
+    emit("error", {"message": message}, to=request.sid)
+    return {"ok": False, "message": message}
