@@ -27,10 +27,19 @@ def create_app(config: Config | None = None) -> Flask:
     sessions.init_app(app, config)
     register_socket_events(socketio)
     # manage_session=False: socket handlers read the same server-side session as HTTP routes.
-    socketio.init_app(app, message_queue=config.REDIS_URL, cors_allowed_origins=[], manage_session=False,
-                      async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
+    socketio.init_app(app, client_manager=_client_manager(config), cors_allowed_origins=[],
+                      manage_session=False, async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
     register(app)
     return app
+
+
+def _client_manager(config: Config):
+    """Redis as Socket.IO's queue when configured, so rooms span workers; explicit every time,
+    because the shared SocketIO object would otherwise keep an earlier app's manager."""
+    if not config.REDIS_URL:
+        return None
+    from socketio import RedisManager
+    return RedisManager(config.REDIS_URL)
 
 
 def _build_or_exit() -> Flask:

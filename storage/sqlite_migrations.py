@@ -1,6 +1,7 @@
 """Versioned schema of the SQLite store. Append new versions; never edit an applied one."""
 
 OWNER = "'u' || hex({col})"  # one FTS token per user, whatever characters the id has
+RANK_WEIGHTS = "1.0, 0.0"  # bm25 column weights: the text counts, the owner token does not
 
 CORE_TABLES = """
 CREATE TABLE conversations (
@@ -51,7 +52,7 @@ CREATE VIEW {name}_source AS
 CREATE VIRTUAL TABLE {name} USING fts5(
     {column}, owner, content='{name}_source', content_rowid='{rowid}',
     tokenize='porter unicode61 remove_diacritics 2', prefix='2 3');
-INSERT INTO {name}({name}, rank) VALUES ('rank', 'bm25(1.0, 0.0)');
+INSERT INTO {name}({name}, rank) VALUES ('rank', 'bm25({RANK_WEIGHTS})');
 CREATE TRIGGER {name}_insert AFTER INSERT ON {table} BEGIN
     {insert}
 END;
