@@ -86,3 +86,16 @@ def test_config_every_setting_is_in_env_example(env):
     documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     settings = {name for name in vars(Config()) if name.isupper()}
     assert settings == documented
+
+
+def test_config_per_model_context_windows(env):
+    env.setenv("MODEL_CONTEXT_WINDOWS", "llama3.1:8b=8192, qwen2.5=32768")
+    config = Config().validate()
+    assert config.context_window("llama3.1:8b") == 8192 and config.context_window("unknown") == 128000
+
+
+@pytest.mark.parametrize("value", ["llama=", "=8192", "llama=lots", "tiny=500"])
+def test_config_bad_context_windows_are_named(env, value):
+    env.setenv("MODEL_CONTEXT_WINDOWS", value)
+    with pytest.raises(ConfigError, match="MODEL_CONTEXT_WINDOWS"):
+        Config().validate()

@@ -1,5 +1,6 @@
 """One chat turn against the fake model server: budget, stream, persist, report."""
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import utils
 from agents.calibration import Calibration
@@ -108,3 +109,32 @@ def test_turn_calibration_learns_from_reported_usage(deps, fake_llm):
     cid, mid = _ask(deps, "Hello?")
     _run(deps, cid, mid)
     assert deps.calibration.ratio("fake-model") >= 1.0
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(0, 3000), min_size=1, max_size=400), window=st.integers(1024, 16384),
+       reply=st.integers(16, 900))
+def test_turn_property_requests_reaching_the_server_fit(tmp_path_factory, fake_llm, sizes, window, reply):
+    """Random stored histories: what the fake server receives always fits, ends with the newest
+    user message verbatim, and the history keeps every message."""
+    store = SqliteStore(tmp_path_factory.mktemp("prop") / "p.sqlite3")
+    store.migrate()
+    config = TestConfig(tmp_path_factory.mktemp("cfg"), MAX_TOKENS=window, REPLY_TOKENS=min(reply, window - 64))
+    client = LLMClient(fake_llm.url, model="fake-model", max_retries=0, read_timeout=5)
+    deps = TurnDeps(store, config, client, client, Calibration())
+    cid = store.create_conversation("alice")["conversation_id"]
+    for index, size in enumerate(sizes):
+        role = "user" if index % 2 == 0 or index == len(sizes) - 1 else "assistant"
+        store.append_message("alice", cid, role, " a" * size, tokens=utils.message_tokens(role, " a" * size))
+    newest = store.list_messages("alice", cid)[-1]
+    before = len(fake_llm.requests)
+    _run(deps, cid, newest["message_id"])
+    for request in fake_llm.requests[before:]:
+        assert utils.request_tokens(request.body["messages"]) + request.body["max_tokens"] <= window
+    chats = [r.body for r in fake_llm.requests[before:] if not r.body["messages"][0]["content"].startswith("Summ")]
+    for body in chats:
+        assert body["messages"][-1] == {"role": "user", "content": newest["content"]}
+    assert len(store.list_messages("alice", cid)) == len(sizes) + (1 if chats else 0)
+    client.close()
+    store.close()
