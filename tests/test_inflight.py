@@ -1,0 +1,52 @@
+"""In-flight replies: the same contract in memory and in the real Redis (shared by workers)."""
+import pytest
+import redis
+
+from web.inflight import MemoryInflight, RedisInflight
+
+
+@pytest.fixture(params=["memory", "redis"])
+def inflight(request):
+    if request.param == "memory":
+        return MemoryInflight()
+    return RedisInflight(redis.from_url(request.getfixturevalue("redis_url")))
+
+
+def test_inflight_one_reply_per_conversation(inflight):
+    assert inflight.start("c1", "r1") is True
+    assert inflight.start("c1", "r2") is False
+    assert inflight.start("c2", "r3") is True
+
+
+def test_inflight_snapshot_has_the_partial_text(inflight):
+    assert inflight.snapshot("c1") is None
+    inflight.start("c1", "r1")
+    inflight.append("r1", "Hel")
+    inflight.append("r1", "lo ✓")
+    assert inflight.snapshot("c1") == {"message_id": "r1", "text": "Hello ✓"}
+
+
+def test_inflight_stop_reaches_the_reply(inflight):
+    assert inflight.request_stop("c1") is None
+    inflight.start("c1", "r1")
+    assert inflight.stop_requested("r1") is False
+    assert inflight.request_stop("c1") == "r1"
+    assert inflight.stop_requested("r1") is True
+
+
+def test_inflight_finish_frees_the_conversation(inflight):
+    inflight.start("c1", "r1")
+    inflight.append("r1", "x")
+    inflight.request_stop("c1")
+    inflight.finish("c1", "r1")
+    assert inflight.snapshot("c1") is None and inflight.stop_requested("r1") is False
+    assert inflight.start("c1", "r2") is True
+
+
+def test_inflight_two_workers_share_state_through_redis(redis_url):
+    worker_a, worker_b = (RedisInflight(redis.from_url(redis_url)) for _ in range(2))
+    worker_a.start("c1", "r1")
+    worker_a.append("r1", "partial")
+    assert worker_b.snapshot("c1") == {"message_id": "r1", "text": "partial"}
+    worker_b.request_stop("c1")
+    assert worker_a.stop_requested("r1")
