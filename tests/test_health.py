@@ -57,3 +57,8 @@ def test_health_unreachable_redis_is_503(make_app):
     response = make_app(REDIS_URL="redis://127.0.0.1:1/0").test_client().get("/health")
     assert response.status_code == 503
     assert response.get_json()["redis"] == {"configured": True, "ok": False}
+
+
+def test_health_sends_the_key_the_way_the_endpoint_expects(make_app, fake_llm):
+    make_app(OPENAI_BASE_URL=fake_llm.url, OPENAI_API_KEY="sk-test").test_client().get("/health")
+    assert fake_llm.requests[-1].headers["authorization"] == "Bearer sk-test"

@@ -6,6 +6,8 @@ import logging
 import requests
 from flask import Blueprint, current_app, jsonify
 
+from agents.llm_http import endpoint_for, request_headers
+
 from .context import get_store
 
 bp = Blueprint("system", __name__)
@@ -59,7 +61,7 @@ def _endpoint_status(config) -> dict:
     """The model endpoint is optional: its absence or failure never makes the app unhealthy."""
     if not config.OPENAI_BASE_URL:
         return {"configured": False, "reachable": False}
-    headers = {"Authorization": f"Bearer {config.OPENAI_API_KEY}"} if config.OPENAI_API_KEY else {}
+    headers = request_headers(endpoint_for(config.OPENAI_BASE_URL), config.OPENAI_API_KEY)  # Azure: api-key
     try:
         response = requests.get(config.OPENAI_BASE_URL.rstrip("/") + "/models", headers=headers,
                                 timeout=config.ENDPOINT_TIMEOUT_S)
