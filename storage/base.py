@@ -85,6 +85,10 @@ class ConversationStore(ABC):
         """
 
     @abstractmethod
+    def get_message(self, user_id: str, message_id: str) -> Record | None:
+        """One of the user's messages by id (None for another user's or a missing one)."""
+
+    @abstractmethod
     def list_messages(self, user_id: str, conversation_id: str) -> list[Record]:
         """Every message of the conversation in the order they were appended."""
 

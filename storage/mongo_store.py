@@ -119,9 +119,9 @@ class MongoStore(ConversationStore):
         if tokens < 0:
             raise ValueError("tokens must be >= 0")
         message_id = message_id or new_id()
-        existing = self.messages.find_one({"message_id": message_id, "user_id": user_id})
+        existing = self.get_message(user_id, message_id)
         if existing:
-            return _message(existing)
+            return existing
         owned = {"conversation_id": conversation_id, "user_id": user_id}
         now = utcnow()
         bumped = self.conversations.find_one_and_update(
@@ -140,12 +140,16 @@ class MongoStore(ConversationStore):
             # concurrent re-send of the same message won the race (or another user owns the id).
             self.conversations.update_one(owned, {"$inc": {"message_count": -1, "total_tokens": -tokens}})
             if isinstance(error, DuplicateKeyError):
-                existing = self.messages.find_one({"message_id": message_id, "user_id": user_id})
+                existing = self.get_message(user_id, message_id)
                 if existing:
-                    return _message(existing)
+                    return existing
                 raise ValueError("message_id is already in use") from error
             raise
         return _message(doc)
+
+    def get_message(self, user_id: str, message_id: str) -> Record | None:
+        doc = self.messages.find_one({"message_id": message_id, "user_id": user_id})
+        return _message(doc) if doc else None
 
     def list_messages(self, user_id: str, conversation_id: str) -> list[Record]:
         cursor = (self.messages.find({"conversation_id": conversation_id, "user_id": user_id})

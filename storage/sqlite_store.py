@@ -178,6 +178,9 @@ class SqliteStore(ConversationStore):
                         tokens, agent, finish_reason))
             return self._message(db, user_id, message_id)
 
+    def get_message(self, user_id: str, message_id: str) -> Record | None:
+        return self._message(self._db(), user_id, message_id)
+
     def list_messages(self, user_id: str, conversation_id: str) -> list[Record]:
         rows = self._db().execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages "
                                   "WHERE conversation_id = ? AND user_id = ? ORDER BY seq",

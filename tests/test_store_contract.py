@@ -225,3 +225,11 @@ def test_mongo_validator_rejects_bad_documents(mongo_store):
     from pymongo.errors import WriteError
     with pytest.raises(WriteError):
         mongo_store.db["messages"].insert_one({"message_id": "bad", "role": "robot"})
+
+
+def test_store_get_message_by_id_is_scoped_to_the_user(store):
+    cid = store.create_conversation("alice")["conversation_id"]
+    message = store.append_message("alice", cid, "user", "hello", tokens=2)
+    assert store.get_message("alice", message["message_id"]) == message
+    assert store.get_message("bob", message["message_id"]) is None
+    assert store.get_message("alice", "no-such-id") is None

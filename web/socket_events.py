@@ -12,7 +12,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 import utils
 from agents.llm_client import LLMClient
 from agents.turn import TurnDeps, run_turn
-from .context import get_store
+from .context import current_user_id, get_store
 
 log = logging.getLogger("chat.socket")
 MAX_CLIENT_ID = 100
@@ -109,7 +109,7 @@ def _send_message(socketio: SocketIO, data) -> dict:
                        "upload longer text as a file.")
     if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID):
         return _refuse(f"client_message_id must be a string of 1 to {MAX_CLIENT_ID} characters.")
-    store, user_id = get_store(), session["user_id"]
+    store, user_id = get_store(), current_user_id()
     if data.get("conversation_id") is None:
         conversation_id = store.create_conversation(user_id, _title(text))["conversation_id"]
     else:
@@ -158,12 +158,12 @@ def _client(config, model: str, socketio: SocketIO) -> LLMClient | None:
     return LLMClient(config.OPENAI_BASE_URL, config.OPENAI_API_KEY, model=model, sleep=socketio.sleep)
 
 
-def _already_answered(store, user_id, conversation_id, reply_id) -> bool:
+def _already_answered(store, user_id: str, conversation_id: str, reply_id: str) -> bool:
     """A re-sent message (same client_message_id) whose reply exists or is being generated."""
     snapshot = _inflight().snapshot(conversation_id)
     if snapshot and snapshot["message_id"] == reply_id:
         return True
-    return any(m["message_id"] == reply_id for m in store.list_messages(user_id, conversation_id)[-4:])
+    return store.get_message(user_id, reply_id) is not None
 
 
 def _message_id(user_id: str, client_id: str | None) -> str:
@@ -177,7 +177,7 @@ def _owned_conversation_id(data) -> str | None:
     conversation_id = data.get("conversation_id") if isinstance(data, dict) else None
     if not isinstance(conversation_id, str) or len(conversation_id) > 100:
         return None
-    found = get_store().get_conversation(session["user_id"], conversation_id)
+    found = get_store().get_conversation(current_user_id(), conversation_id)
     return conversation_id if found else None
 
 
