@@ -13,6 +13,7 @@ from dotenv import load_dotenv
 
 ROOT = Path(__file__).resolve().parent
 STORE_SCHEMES = ("mongodb", "mongodb+srv")
+AGENTS = ("chat", "knowledge", "file", "summary", "router")  # the agents that call a model
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,18 @@ class Config:
         self.SUMMARY_MODEL = _env("SUMMARY_MODEL")
         self.MODEL_CONTEXT_WINDOWS = _windows(_env("MODEL_CONTEXT_WINDOWS", ""))
         self.STREAM_FLUSH_MS = _number("STREAM_FLUSH_MS", "50")
+        self.AGENT_MODELS = _mapping("AGENT_MODELS", _env("AGENT_MODELS", ""))
+        self.AGENT_ENDPOINTS = _mapping("AGENT_ENDPOINTS", _env("AGENT_ENDPOINTS", ""))
+        self.AGENT_API_KEYS = _mapping("AGENT_API_KEYS", _env("AGENT_API_KEYS", ""))
+        self.FALLBACK_BASE_URL = _env("FALLBACK_BASE_URL")
+        self.FALLBACK_API_KEY = _env("FALLBACK_API_KEY")
+        self.FALLBACK_MODEL = _env("FALLBACK_MODEL")
+        self.BREAKER_FAIL_MAX = _number("BREAKER_FAIL_MAX", "3")
+        self.BREAKER_RESET_S = _number("BREAKER_RESET_S", "30", float)
+        self.ROUTER_LLM = _flag("ROUTER_LLM", "false")
+        self.FILE_WORKERS = _number("FILE_WORKERS", "4")
+        self.CHUNK_OVERLAP_TOKENS = _number("CHUNK_OVERLAP_TOKENS", "100")
+        self.KNOWLEDGE_CHUNKS = _number("KNOWLEDGE_CHUNKS", "4")
 
     @property
     def is_production(self) -> bool:
@@ -78,9 +91,18 @@ class Config:
         """Raise ConfigError naming the first bad setting."""
         if self.APP_ENV not in ("development", "production", "testing"):
             raise ConfigError(f"APP_ENV must be development, production or testing, got {self.APP_ENV!r}")
-        for name in ("MAX_TOKENS", "REPLY_TOKENS", "CHUNK_SIZE_TOKENS", "SEARCH_CANDIDATES"):
+        for name in ("MAX_TOKENS", "REPLY_TOKENS", "CHUNK_SIZE_TOKENS", "SEARCH_CANDIDATES", "BREAKER_FAIL_MAX",
+                     "FILE_WORKERS", "KNOWLEDGE_CHUNKS"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if not 0 <= self.CHUNK_OVERLAP_TOKENS <= self.CHUNK_SIZE_TOKENS // 2:
+            raise ConfigError(f"CHUNK_OVERLAP_TOKENS must be between 0 and half of CHUNK_SIZE_TOKENS, "
+                              f"got {self.CHUNK_OVERLAP_TOKENS}")
+        unknown = set(self.AGENT_MODELS) | set(self.AGENT_ENDPOINTS) | set(self.AGENT_API_KEYS)
+        unknown -= set(AGENTS)
+        if unknown:
+            raise ConfigError(f"AGENT_MODELS, AGENT_ENDPOINTS and AGENT_API_KEYS take agents "
+                              f"{', '.join(AGENTS)}; got {', '.join(sorted(unknown))}")
         if not 0.1 <= self.COMPACT_AT <= 1.0:
             raise ConfigError(f"COMPACT_AT must be between 0.1 and 1.0, got {self.COMPACT_AT}")
         for model, window in self.MODEL_CONTEXT_WINDOWS.items():
@@ -100,6 +122,9 @@ class Config:
         _check_uri("MONGODB_URI", self.MONGODB_URI, STORE_SCHEMES)
         _check_uri("REDIS_URL", self.REDIS_URL, ("redis", "rediss", "unix"))
         _check_uri("OPENAI_BASE_URL", self.OPENAI_BASE_URL, ("http", "https"))
+        _check_uri("FALLBACK_BASE_URL", self.FALLBACK_BASE_URL, ("http", "https"))
+        for agent, url in self.AGENT_ENDPOINTS.items():
+            _check_uri(f"AGENT_ENDPOINTS ({agent})", url, ("http", "https"))
         if self.is_production and not self.SECRET_KEY:
             raise ConfigError("SECRET_KEY must be set when APP_ENV=production")
         return self
@@ -147,6 +172,9 @@ class TestConfig(Config):
         self.REDIS_URL = None
         self.OPENAI_BASE_URL = None
         self.OPENAI_API_KEY = None
+        self.FALLBACK_BASE_URL = None
+        self.FALLBACK_API_KEY = None
+        self.AGENT_ENDPOINTS, self.AGENT_API_KEYS, self.AGENT_MODELS = {}, {}, {}
         self.SECRET_KEY = "test-secret-key"
         for name, value in overrides.items():
             setattr(self, name, value)
@@ -158,13 +186,23 @@ def _extensions(raw: str) -> frozenset[str]:
 
 def _windows(raw: str) -> dict[str, int]:
     """`model=tokens,other=tokens` -> {model: tokens}."""
-    windows = {}
+    windows = _mapping("MODEL_CONTEXT_WINDOWS", raw, "model=8192,other=32768", split_last=True)
+    for model, tokens in windows.items():
+        if not tokens.isdigit():
+            raise ConfigError(f"MODEL_CONTEXT_WINDOWS must look like 'model=8192,other=32768', got {model}={tokens!r}")
+    return {model: int(tokens) for model, tokens in windows.items()}
+
+
+def _mapping(name: str, raw: str, example: str = "file=gpt-4o-mini,summary=gpt-4o-mini",
+             split_last: bool = False) -> dict[str, str]:
+    """`key=value,key=value` -> {key: value}; URLs may contain '=' so the first '=' splits."""
+    found = {}
     for part in filter(None, (p.strip() for p in raw.split(","))):
-        model, _, tokens = part.rpartition("=")
-        if not model or not tokens.strip().isdigit():
-            raise ConfigError(f"MODEL_CONTEXT_WINDOWS must look like 'model=8192,other=32768', got {part!r}")
-        windows[model.strip()] = int(tokens)
-    return windows
+        key, _, value = part.rpartition("=") if split_last else part.partition("=")
+        if not key.strip() or not value.strip():
+            raise ConfigError(f"{name} must look like '{example}', got {part!r}")
+        found[key.strip()] = value.strip()
+    return found
 
 
 def _check_uri(name: str, value: str | None, schemes: tuple[str, ...]) -> None:

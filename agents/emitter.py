@@ -13,9 +13,15 @@ class Emitter(Protocol):
     def chunk(self, text: str) -> None:
         """More reply text; implementations may coalesce before sending."""
 
+    def routing(self, decision: dict) -> None:
+        """Which agent answers and why (the router's decision, without the message text)."""
+
+    def progress(self, payload: dict) -> None:
+        """A long job advanced (file analysis: chunks done of total)."""
+
     def usage(self, payload: dict) -> None: ...
 
-    def done(self, message_id: str, finish_reason: str) -> None: ...
+    def done(self, message_id: str, finish_reason: str, extra: dict | None = None) -> None: ...
 
     def error(self, message: str) -> None: ...
 
@@ -32,11 +38,21 @@ class RecordingEmitter:
     def chunk(self, text: str) -> None:
         self.events.append(("chunk", text))
 
+    def routing(self, decision: dict) -> None:
+        self.events.append(("routing", decision))
+
+    def progress(self, payload: dict) -> None:
+        self.events.append(("progress", payload))
+
     def usage(self, payload: dict) -> None:
         self.events.append(("usage", payload))
 
-    def done(self, message_id: str, finish_reason: str) -> None:
-        self.events.append(("done", {"message_id": message_id, "finish_reason": finish_reason}))
+    def done(self, message_id: str, finish_reason: str, extra: dict | None = None) -> None:
+        self.events.append(("done", {"message_id": message_id, "finish_reason": finish_reason, **(extra or {})}))
+
+    def last(self, kind: str):
+        """The payload of the newest event of this kind (None if there is none)."""
+        return next((payload for k, payload in reversed(self.events) if k == kind), None)
 
     def error(self, message: str) -> None:
         self.events.append(("error", message))

@@ -24,7 +24,7 @@ from agents.sse import StreamEvent, StreamStats, parse_completion, parse_sse, sp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LLMClient", "Completion", "StreamEvent",
+__all__ = ["LLMClient", "Completion", "StreamEvent", "collect",
            "LLMError", "LLMUnavailable", "ContextLengthExceeded", "LLMBadRequest", "LLMStreamError"]
 
 ERROR_BODY_LIMIT = 64 * 1024
@@ -111,16 +111,7 @@ class LLMClient:
     def complete(self, messages: Iterable[dict], max_tokens: int, temperature: float | None = None,
                  extra: dict | None = None) -> Completion:
         """The whole reply at once (for the summariser), built on stream_chat."""
-        texts: dict[str, list[str]] = {"content": [], "reasoning": []}
-        usage = finish = None
-        for event in self.stream_chat(messages, max_tokens, temperature, extra):
-            if event.kind in texts:
-                texts[event.kind].append(event.text)
-            elif event.kind == "usage":
-                usage = event.usage
-            else:
-                finish = event.finish_reason
-        return Completion("".join(texts["content"]), finish, usage, "".join(texts["reasoning"]))
+        return collect(self.stream_chat(messages, max_tokens, temperature, extra))
 
     # -- one attempt ------------------------------------------------------------------------
 
@@ -224,6 +215,20 @@ class LLMClient:
     def _log_url(self) -> str:
         """The URL without its query, which some providers use for keys."""
         return self.endpoint.url.split("?", 1)[0]
+
+
+def collect(events: Iterable[StreamEvent]) -> Completion:
+    """A whole Completion from a stream of events."""
+    texts: dict[str, list[str]] = {"content": [], "reasoning": []}
+    usage = finish = None
+    for event in events:
+        if event.kind in texts:
+            texts[event.kind].append(event.text)
+        elif event.kind == "usage":
+            usage = event.usage
+        else:
+            finish = event.finish_reason
+    return Completion("".join(texts["content"]), finish, usage, "".join(texts["reasoning"]))
 
 
 def _body_bytes(response: requests.Response, progress: _Progress) -> Iterator[bytes]:

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 ROLES = ("user", "assistant", "system")
 FINISH_REASONS = ("stop", "length", "stopped", "error", "content_filter", "tool_calls")
+JOB_STATUSES = ("pending", "processing", "done", "error")
 Record = dict[str, Any]
 
 
@@ -29,6 +30,11 @@ def utcnow() -> datetime:
     """Millisecond precision: what both SQLite text and BSON dates keep."""
     now = datetime.now(timezone.utc)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime (BSON dates without tz_aware, mongomock) is UTC."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -68,20 +74,25 @@ class ConversationStore(ABC):
 
     @abstractmethod
     def delete_conversation(self, user_id: str, conversation_id: str) -> bool:
-        """Remove the conversation and all its messages."""
+        """Remove the conversation, all its messages and the documents uploaded into it."""
 
     @abstractmethod
     def clear_messages(self, user_id: str, conversation_id: str) -> bool:
-        """Empty the conversation (the user asked for a reset); totals and summary go too."""
+        """Empty the conversation (the user asked for a reset); totals and summary go too.
+
+        Documents uploaded into the conversation stay.
+        """
 
     @abstractmethod
     def append_message(self, user_id: str, conversation_id: str, role: str, content: str, *,
                        tokens: int = 0, parent_message_id: str | None = None,
                        agent: str | None = None, finish_reason: str | None = None,
-                       message_id: str | None = None) -> Record:
+                       message_id: str | None = None, meta: dict | None = None) -> Record:
         """One insert plus a counter bump on the conversation; raises NotFound.
 
         Passing an existing message_id returns the stored message unchanged (idempotent re-send).
+        `meta` is a small JSON-ready dict stored with the message (routing decision, citations)
+        and returned as the record's `meta` (None when not given).
         """
 
     @abstractmethod
@@ -106,17 +117,111 @@ class ConversationStore(ABC):
         highlights ([start, end) offsets of matched words inside snippet).
         """
 
+    # -- uploaded documents, searchable by chunk (the knowledge agent) ---------------------
+    @abstractmethod
+    def add_document(self, user_id: str, file_name: str, content_hash: str, chunks: list[str],
+                     chunk_tokens: list[int], conversation_id: str | None = None) -> Record:
+        """Store an uploaded file's text as ordered chunks, indexed for full-text search.
+
+        The same content_hash again for the same user returns the existing document (its
+        file_name updated to the newest one, everything else as first stored) instead of a
+        duplicate. Record: document_id, user_id, conversation_id, file_name, content_hash,
+        chunk_count, tokens (sum), created_at. Raises NotFound when conversation_id is given
+        and is not one of the user's conversations; ValueError when the lists disagree.
+        """
+
+    @abstractmethod
+    def get_document(self, user_id: str, document_id: str) -> Record | None: ...
+
+    @abstractmethod
+    def list_documents(self, user_id: str, limit: int = 50) -> list[Record]:
+        """Newest first."""
+
+    @abstractmethod
+    def document_chunks(self, user_id: str, document_id: str) -> list[Record]:
+        """The document's chunks in order: document_id, index (0-based), content, tokens."""
+
+    @abstractmethod
+    def search_chunks(self, user_id: str, query: str, limit: int = 5) -> list[Record]:
+        """Best-matching chunks of the user's documents, best first: document_id, file_name,
+        index, content, tokens, score (higher is better). Any query word may match (OR).
+
+        Only the words of the query count (see query_terms): punctuation and search syntax
+        are ignored, and a query without words returns [].
+        """
+
+    @abstractmethod
+    def delete_document(self, user_id: str, document_id: str) -> bool: ...
+
+    # -- background jobs (seed 004): pending -> processing -> done | error ---------------------
+    @abstractmethod
+    def create_job(self, user_id: str, kind: str, conversation_id: str | None = None) -> Record:
+        """Record: job_id, user_id, kind, conversation_id, status ('pending'), done (0),
+        total (0), result (None, else a JSON-ready dict), error (None, else text),
+        created_at, updated_at."""
+
+    @abstractmethod
+    def update_job(self, user_id: str, job_id: str, *, status: str | None = None,
+                   done: int | None = None, total: int | None = None,
+                   result: dict | None = None, error: str | None = None) -> bool:
+        """Change the given fields (None leaves a field as it is) and updated_at.
+
+        False for another user's or a missing job; ValueError for a status not in JOB_STATUSES.
+        """
+
+    @abstractmethod
+    def get_job(self, user_id: str, job_id: str) -> Record | None: ...
+
+    # -- cache of model outputs by content hash, per user (a repeated upload costs nothing) ----
+    @abstractmethod
+    def cache_get(self, user_id: str, key: str) -> str | None: ...
+
+    @abstractmethod
+    def cache_put(self, user_id: str, key: str, value: str) -> None:
+        """Insert or replace."""
+
     def close(self) -> None:
         """Release connections (optional)."""
 
 
-def validate_message(role: str, content: str, finish_reason: str | None) -> None:
+def validate_message(role: str, content: str, finish_reason: str | None, meta: dict | None = None) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not isinstance(content, str):
         raise ValueError("content must be a string")
     if finish_reason is not None and finish_reason not in FINISH_REASONS:
         raise ValueError(f"finish_reason must be one of {', '.join(FINISH_REASONS)}")
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError("meta must be a dict or None")
+
+
+def validate_document(chunks: list[str], chunk_tokens: list[int]) -> None:
+    """One non-negative token count per text chunk, checked before anything is written."""
+    if len(chunks) != len(chunk_tokens):
+        raise ValueError("chunks and chunk_tokens must have the same length")
+    if not all(isinstance(chunk, str) for chunk in chunks):
+        raise ValueError("every chunk must be a string")
+    if not all(isinstance(n, int) and n >= 0 for n in chunk_tokens):
+        raise ValueError("chunk token counts must be integers >= 0")
+
+
+def validate_cache_value(value: str) -> None:
+    if not isinstance(value, str):
+        raise ValueError("a cached value must be a string")
+
+
+def job_changes(status: str | None, done: int | None, total: int | None,
+                result: dict | None, error: str | None) -> dict[str, Any]:
+    """The fields update_job was given (None means unchanged), validated."""
+    if status is not None and status not in JOB_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(JOB_STATUSES)}")
+    for name, value in (("done", done), ("total", total)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"{name} must be an integer >= 0")
+    if result is not None and not isinstance(result, dict):
+        raise ValueError("result must be a dict or None")
+    fields = {"status": status, "done": done, "total": total, "result": result, "error": error}
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def best_per_conversation(hits: Iterable[Record], limit: int) -> list[Record]:

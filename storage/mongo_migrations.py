@@ -5,13 +5,14 @@ store records the version in `schema_migrations` once the step has run.
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 from pymongo import ASCENDING, DESCENDING, TEXT
 from pymongo.database import Database
 from pymongo.errors import CollectionInvalid, OperationFailure
 
-from .base import FINISH_REASONS, ROLES
+from .base import FINISH_REASONS, JOB_STATUSES, ROLES
 
 _STRING = {"bsonType": "string"}
 _OPTIONAL_STRING = {"bsonType": ["string", "null"]}
@@ -54,6 +55,64 @@ MESSAGE_SCHEMA = {"$jsonSchema": {
         "finish_reason": {"enum": [*FINISH_REASONS, None]},
         "seq": {**_INTEGER, "minimum": 1},
     },
+}}
+
+# -- version 3: message meta, documents and their chunks, jobs, the model cache ----------------
+_COUNT = {**_INTEGER, "minimum": 0}
+_OPTIONAL_OBJECT = {"bsonType": ["object", "null"]}
+
+MESSAGE_SCHEMA_V3 = copy.deepcopy(MESSAGE_SCHEMA)  # version 1's, plus the optional meta dict
+MESSAGE_SCHEMA_V3["$jsonSchema"]["properties"]["meta"] = _OPTIONAL_OBJECT
+
+DOCUMENT_SCHEMA = {"$jsonSchema": {
+    "bsonType": "object",
+    "required": ["document_id", "user_id", "file_name", "content_hash", "chunk_count", "tokens", "created_at"],
+    "properties": {
+        "document_id": _STRING,
+        "user_id": _STRING,
+        "conversation_id": _OPTIONAL_STRING,
+        "file_name": _STRING,
+        "content_hash": _STRING,
+        "chunk_count": _COUNT,
+        "tokens": _COUNT,
+        "created_at": _DATE,
+    },
+}}
+
+CHUNK_SCHEMA = {"$jsonSchema": {
+    "bsonType": "object",
+    "required": ["document_id", "user_id", "idx", "content", "tokens"],
+    "properties": {
+        "document_id": _STRING,
+        "user_id": _STRING,
+        "idx": _COUNT,
+        "content": _STRING,
+        "tokens": _COUNT,
+    },
+}}
+
+JOB_SCHEMA = {"$jsonSchema": {
+    "bsonType": "object",
+    "required": ["job_id", "user_id", "kind", "status", "done", "total", "created_at", "updated_at"],
+    "properties": {
+        "job_id": _STRING,
+        "user_id": _STRING,
+        "kind": _STRING,
+        "conversation_id": _OPTIONAL_STRING,
+        "status": {"enum": list(JOB_STATUSES)},
+        "done": _COUNT,
+        "total": _COUNT,
+        "result": _OPTIONAL_OBJECT,
+        "error": _OPTIONAL_STRING,
+        "created_at": _DATE,
+        "updated_at": _DATE,
+    },
+}}
+
+CACHE_SCHEMA = {"$jsonSchema": {
+    "bsonType": "object",
+    "required": ["user_id", "key", "value", "created_at"],
+    "properties": {"user_id": _STRING, "key": _STRING, "value": _STRING, "created_at": _DATE},
 }}
 
 _NAMESPACE_EXISTS = 48
@@ -101,7 +160,29 @@ def _indexes(db: Database, mock: bool) -> None:
                           default_language="english")
 
 
+def _library(db: Database, mock: bool) -> None:
+    _with_validator(db, "messages", MESSAGE_SCHEMA_V3, mock)
+    for name, schema in (("documents", DOCUMENT_SCHEMA), ("document_chunks", CHUNK_SCHEMA),
+                         ("jobs", JOB_SCHEMA), ("model_cache", CACHE_SCHEMA)):
+        _with_validator(db, name, schema, mock)
+    documents, chunks = db["documents"], db["document_chunks"]
+    documents.create_index([("document_id", ASCENDING)], name="document_id_idx", unique=True)
+    documents.create_index([("user_id", ASCENDING), ("content_hash", ASCENDING)],
+                           name="user_content_hash_idx", unique=True)
+    documents.create_index([("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+                           name="documents_user_created_idx")
+    documents.create_index([("user_id", ASCENDING), ("conversation_id", ASCENDING)],
+                           name="documents_conversation_idx")
+    chunks.create_index([("document_id", ASCENDING), ("idx", ASCENDING)], name="document_idx_idx", unique=True)
+    chunks.create_index([("user_id", ASCENDING), ("content", TEXT)], name="chunk_text_idx",
+                        default_language="english")
+    db["jobs"].create_index([("user_id", ASCENDING), ("job_id", ASCENDING)], name="user_job_idx", unique=True)
+    db["model_cache"].create_index([("user_id", ASCENDING), ("key", ASCENDING)], name="user_key_idx",
+                                   unique=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database, bool], None]]] = [
     (1, "conversations and messages collections with JSON-schema validators", _collections),
     (2, "indexes: ownership, ordering, created_at and per-user text search", _indexes),
+    (3, "message meta; documents, chunks (per-user text search), jobs and the model cache", _library),
 ]

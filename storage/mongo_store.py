@@ -2,26 +2,29 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 
 import pymongo
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError, WriteError
 
-from .base import (ConversationStore, NotFound, Record, best_per_conversation, new_id, query_terms,
+from .base import (ConversationStore, NotFound, Record, as_utc, best_per_conversation, new_id, query_terms,
                    utcnow, validate_message)
+from .mongo_library import MongoLibrary
 from .mongo_migrations import MIGRATIONS
 from .snippets import around_terms
 
 _CONVERSATION_KEYS = ("conversation_id", "user_id", "title", "total_tokens", "message_count",
                       "created_at", "updated_at", "summary")
 _MESSAGE_KEYS = ("message_id", "conversation_id", "user_id", "parent_message_id", "role", "content",
-                 "created_at", "tokens", "agent", "finish_reason")
+                 "created_at", "tokens", "agent", "finish_reason", "meta")
 _TEXT_SCORE = {"$meta": "textScore"}
 
 
-class MongoStore(ConversationStore):
-    """pymongo is thread-safe and pools connections; nothing here talks to the server until used."""
+class MongoStore(MongoLibrary, ConversationStore):
+    """pymongo is thread-safe and pools connections; nothing here talks to the server until used.
+
+    Documents, jobs and the model cache live in MongoLibrary (mongo_library.py).
+    """
 
     backend = "mongodb"
 
@@ -91,6 +94,7 @@ class MongoStore(ConversationStore):
         if result.deleted_count != 1:
             return False
         self.messages.delete_many({"conversation_id": conversation_id, "user_id": user_id})
+        self._delete_conversation_documents(user_id, conversation_id)
         return True
 
     def clear_messages(self, user_id: str, conversation_id: str) -> bool:
@@ -112,9 +116,10 @@ class MongoStore(ConversationStore):
     # -- messages ------------------------------------------------------------------------------
     def append_message(self, user_id: str, conversation_id: str, role: str, content: str, *,
                        tokens: int = 0, parent_message_id: str | None = None, agent: str | None = None,
-                       finish_reason: str | None = None, message_id: str | None = None) -> Record:
+                       finish_reason: str | None = None, message_id: str | None = None,
+                       meta: dict | None = None) -> Record:
         """Atomic counter bump (its new message_count is the message's seq), then one insert."""
-        validate_message(role, content, finish_reason)
+        validate_message(role, content, finish_reason, meta)
         tokens = int(tokens)
         if tokens < 0:
             raise ValueError("tokens must be >= 0")
@@ -132,7 +137,7 @@ class MongoStore(ConversationStore):
         doc = {"message_id": message_id, "conversation_id": conversation_id, "user_id": user_id,
                "parent_message_id": parent_message_id, "role": role, "content": content, "created_at": now,
                "tokens": tokens, "agent": agent, "finish_reason": finish_reason,
-               "seq": bumped["message_count"]}
+               "seq": bumped["message_count"], "meta": meta}
         try:
             self.messages.insert_one(doc)
         except WriteError as error:
@@ -228,14 +233,9 @@ class MongoStore(ConversationStore):
         return results
 
 
-def _utc(moment: datetime) -> datetime:
-    """BSON dates are UTC; a client without tz_aware (or mongomock) hands them back naive."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
 def _conversation(doc: dict) -> Record:
     record = {key: doc.get(key) for key in _CONVERSATION_KEYS}
-    record["created_at"], record["updated_at"] = _utc(doc["created_at"]), _utc(doc["updated_at"])
+    record["created_at"], record["updated_at"] = as_utc(doc["created_at"]), as_utc(doc["updated_at"])
     summary = doc.get("summary")
     record["summary"] = ({"content": summary["content"], "last_message_id": summary["last_message_id"],
                           "tokens": summary["tokens"]} if summary else None)
@@ -244,5 +244,5 @@ def _conversation(doc: dict) -> Record:
 
 def _message(doc: dict) -> Record:
     record = {key: doc.get(key) for key in _MESSAGE_KEYS}
-    record["created_at"] = _utc(doc["created_at"])
+    record["created_at"] = as_utc(doc["created_at"])
     return record

@@ -1,7 +1,34 @@
 """Versioned schema of the SQLite store. Append new versions; never edit an applied one."""
 
+from datetime import datetime
+
 OWNER = "'u' || hex({col})"  # one FTS token per user, whatever characters the id has
 RANK_WEIGHTS = "1.0, 0.0"  # bm25 column weights: the text counts, the owner token does not
+
+
+def owner_token(user_id: str) -> str:
+    """The FTS token that scopes a search to one user (same as the SQL `OWNER`)."""
+    return "u" + user_id.encode().hex().upper()
+
+
+def match_expression(user_id: str, words: list[str], operator: str = "AND", prefix: bool = False,
+                     column: str | None = None) -> str:
+    """A safe MATCH for a `_full_text` index: the user's owner token AND the words.
+
+    Every word is quoted, so user input is never FTS5 syntax; `column` keeps the words off the
+    owner column (a word equal to an owner token then matches nothing).
+    """
+    quoted = ['"' + word.replace('"', '""') + '"' for word in words]
+    if prefix:
+        quoted[-1] += " *"
+    scope = f"{column} : " if column else ""
+    return f'owner : "{owner_token(user_id)}" AND {scope}({f" {operator} ".join(quoted)})'
+
+
+def iso(moment: datetime) -> str:
+    """Timestamps are stored as ISO-8601 text with milliseconds, which sorts by time."""
+    return moment.isoformat(timespec="milliseconds")
+
 
 CORE_TABLES = """
 CREATE TABLE conversations (
@@ -69,7 +96,58 @@ END;
 FULL_TEXT = _full_text("messages_fts", "messages", "content", "seq") + _full_text(
     "titles_fts", "conversations", "title", "id")
 
+# Version 3. The status CHECK spells out base.JOB_STATUSES as they were when it was applied.
+LIBRARY_TABLES = """
+ALTER TABLE messages ADD COLUMN meta TEXT CHECK (meta IS NULL OR json_valid(meta));
+CREATE TABLE documents (
+    id INTEGER PRIMARY KEY,
+    document_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    conversation_id TEXT,
+    file_name TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL DEFAULT 0 CHECK (chunk_count >= 0),
+    tokens INTEGER NOT NULL DEFAULT 0 CHECK (tokens >= 0),
+    created_at TEXT NOT NULL,
+    UNIQUE (user_id, content_hash)
+);
+CREATE INDEX documents_user_created_idx ON documents(user_id, created_at DESC);
+CREATE INDEX documents_conversation_idx ON documents(conversation_id, user_id);
+CREATE TABLE document_chunks (
+    rowid INTEGER PRIMARY KEY,
+    document_id TEXT NOT NULL REFERENCES documents(document_id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    idx INTEGER NOT NULL CHECK (idx >= 0),
+    content TEXT NOT NULL,
+    tokens INTEGER NOT NULL DEFAULT 0 CHECK (tokens >= 0),
+    UNIQUE (document_id, idx)
+);
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    conversation_id TEXT,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'processing', 'done', 'error')),
+    done INTEGER NOT NULL DEFAULT 0 CHECK (done >= 0),
+    total INTEGER NOT NULL DEFAULT 0 CHECK (total >= 0),
+    result TEXT CHECK (result IS NULL OR json_valid(result)),
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX jobs_user_idx ON jobs(user_id, created_at DESC);
+CREATE TABLE model_cache (
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, key)
+) WITHOUT ROWID;
+""" + _full_text("document_chunks_fts", "document_chunks", "content", "rowid")
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "conversations and messages tables with their indexes", CORE_TABLES),
     (2, "ranked full-text search over messages and titles (FTS5)", FULL_TEXT),
+    (3, "messages.meta; documents and their chunks (FTS5), jobs and the model cache", LIBRARY_TABLES),
 ]

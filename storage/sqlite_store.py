@@ -1,6 +1,7 @@
 """The embedded default store: SQLite with FTS5, one file in instance/."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -12,25 +13,21 @@ from typing import Iterator
 from .base import (ConversationStore, NotFound, Record, best_per_conversation, new_id,
                    query_terms, utcnow, validate_message)
 from .snippets import END, START, from_markers
-from .sqlite_migrations import MIGRATIONS, RANK_WEIGHTS
+from .sqlite_library import SqliteLibrary
+from .sqlite_migrations import MIGRATIONS, RANK_WEIGHTS, match_expression
+from .sqlite_migrations import iso as _iso
 
 _CONVERSATION_COLUMNS = ("conversation_id, user_id, title, summary, summary_last_message_id, "
                          "summary_tokens, total_tokens, message_count, created_at, updated_at")
 _MESSAGE_COLUMNS = ("message_id, conversation_id, user_id, parent_message_id, role, content, "
-                    "created_at, tokens, agent, finish_reason")
+                    "created_at, tokens, agent, finish_reason, meta")
 
 
-def owner_token(user_id: str) -> str:
-    """The FTS token that scopes a search to one user (same as the SQL `'u' || hex(user_id)`)."""
-    return "u" + user_id.encode().hex().upper()
+class SqliteStore(SqliteLibrary, ConversationStore):
+    """One connection per thread; writes are short transactions, busy waits are retried.
 
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
-
-
-class SqliteStore(ConversationStore):
-    """One connection per thread; writes are short transactions, busy waits are retried."""
+    Documents, jobs and the model cache live in SqliteLibrary (sqlite_library.py).
+    """
 
     backend = "sqlite"
 
@@ -135,6 +132,7 @@ class SqliteStore(ConversationStore):
         with self._write() as db:
             db.execute("DELETE FROM messages WHERE conversation_id = ? AND user_id = ?",
                        (conversation_id, user_id))
+            self._delete_conversation_documents(db, user_id, conversation_id)
             cursor = db.execute("DELETE FROM conversations WHERE conversation_id = ? AND user_id = ?",
                                 (conversation_id, user_id))
         return cursor.rowcount == 1
@@ -159,8 +157,8 @@ class SqliteStore(ConversationStore):
 
     # -- messages ------------------------------------------------------------------------------
     def append_message(self, user_id, conversation_id, role, content, *, tokens=0, parent_message_id=None,
-                       agent=None, finish_reason=None, message_id=None) -> Record:
-        validate_message(role, content, finish_reason)
+                       agent=None, finish_reason=None, message_id=None, meta=None) -> Record:
+        validate_message(role, content, finish_reason, meta)
         message_id = message_id or new_id()
         now = _iso(utcnow())
         with self._write() as db:
@@ -173,9 +171,9 @@ class SqliteStore(ConversationStore):
                                 (tokens, now, conversation_id, user_id))
             if bumped.rowcount != 1:
                 raise NotFound(conversation_id)
-            db.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (message_id, conversation_id, user_id, parent_message_id, role, content, now,
-                        tokens, agent, finish_reason))
+                        tokens, agent, finish_reason, None if meta is None else json.dumps(meta)))
             return self._message(db, user_id, message_id)
 
     def get_message(self, user_id: str, message_id: str) -> Record | None:
@@ -199,9 +197,10 @@ class SqliteStore(ConversationStore):
         Capping what gets ranked keeps a common word fast for a user with 100k messages;
         the cap applies per query, so rare words still search the whole history.
         """
-        match = _match_expression(owner_token(user_id), query)
-        if match is None:
+        words, prefix = query_terms(query)
+        if not words:
             return []
+        match = match_expression(user_id, words, "AND", prefix)
         db = self._db()
         hits = self._message_hits(db, match, limit * 4) + self._title_hits(db, match, limit)
         hits.sort(key=lambda hit: hit["score"], reverse=True)
@@ -246,17 +245,6 @@ class SqliteStore(ConversationStore):
         return results
 
 
-def _match_expression(owner: str, query: str) -> str | None:
-    """A safe FTS5 expression: every word quoted, so user input is never FTS5 syntax."""
-    words, prefix = query_terms(query)
-    if not words:
-        return None
-    quoted = [f'"{word}"' for word in words]
-    if prefix:
-        quoted[-1] += " *"
-    return f'owner : "{owner}" AND ({" AND ".join(quoted)})'
-
-
 def _statements(script: str) -> list[str]:
     """Split a migration into statements, keeping trigger bodies whole."""
     statements, current = [], []
@@ -282,4 +270,5 @@ def _conversation(row: sqlite3.Row) -> Record:
 def _message(row: sqlite3.Row) -> Record:
     record = dict(row)
     record["created_at"] = datetime.fromisoformat(record["created_at"])
+    record["meta"] = None if record["meta"] is None else json.loads(record["meta"])
     return record

@@ -41,6 +41,12 @@ def store(request, tmp_path):
     yield from migrated_store(request.param, tmp_path)
 
 
+@pytest.fixture(params=[kind for kind in STORE_KINDS if kind != "sqlite"])
+def mongo_store(request, tmp_path):
+    """A fresh, migrated MongoDB store (mongomock, and the real server with MONGODB_URI)."""
+    yield from migrated_store(request.param, tmp_path)
+
+
 @pytest.fixture
 def search_store(store):
     """The store, for cases needing full-text search (mongomock has no $text)."""

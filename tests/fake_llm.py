@@ -109,6 +109,7 @@ class FakeLLM:
         self.finish_reason = "stop"
         self.ignore_stream = False              # answer JSON even when asked to stream
         self.model = "fake-model"
+        self.responder = None                   # body -> reply text, instead of `reply` (per-request replies)
         for name, value in settings.items():
             if not hasattr(self, name):
                 raise TypeError(f"FakeLLM has no setting {name!r}")
@@ -164,9 +165,11 @@ class FakeLLM:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def pieces(self, max_tokens: int | None) -> tuple[list[str], str]:
+    def pieces(self, max_tokens: int | None, body: dict | None = None) -> tuple[list[str], str]:
         """The reply as tokens (words with their leading space) and the finish reason."""
         text = " ".join(f"word{i}" for i in range(self.tokens)) if self.tokens is not None else self.reply
+        if self.responder is not None and body is not None:
+            text = self.responder(body)
         pieces = re.findall(r"\s*\S+", text)
         if max_tokens and len(pieces) > max_tokens:
             return pieces[:max_tokens], "length"

@@ -87,7 +87,7 @@ class FakeHandler(BaseHTTPRequestHandler):
             return
         if body.get("stream") and not self.fake.ignore_stream:
             return self._stream(body, fault)
-        pieces, finish = self.fake.pieces(_max_tokens(body))
+        pieces, finish = self.fake.pieces(_max_tokens(body), body)
         self._json(200, _completion(self.fake, "".join(pieces), finish, body, len(pieces)))
 
     def _record(self, body) -> None:
@@ -178,7 +178,7 @@ def _max_tokens(body: dict) -> int | None:
 
 def _events(fake, body: dict):
     """(SSE event line, is it a token) in the order OpenAI sends them."""
-    pieces, finish = fake.pieces(_max_tokens(body))
+    pieces, finish = fake.pieces(_max_tokens(body), body)
     reasoning = re.findall(r"\s*\S+", fake.reasoning or "")
     with_usage = bool((body.get("stream_options") or {}).get("include_usage")) and fake.send_usage
     chunk = _chunker(fake, with_usage)

@@ -32,7 +32,7 @@ def test_health_ok_on_embedded_defaults(client):
     body = response.get_json()
     assert body["status"] == "ok" and body["store"] == {"backend": "sqlite", "ok": True}
     assert body["redis"] == {"configured": False}
-    assert body["endpoint"] == {"configured": False, "reachable": False}
+    assert body["endpoint"] == {"configured": False, "reachable": False, "endpoints": [], "in_use": None}
 
 
 def test_health_reports_reachable_endpoint(make_app, models_endpoint):
@@ -43,7 +43,20 @@ def test_health_reports_reachable_endpoint(make_app, models_endpoint):
 def test_health_unreachable_endpoint_is_not_fatal(make_app):
     response = make_app(OPENAI_BASE_URL="http://127.0.0.1:9/v1", ENDPOINT_TIMEOUT_S=0.5).test_client().get("/health")
     assert response.status_code == 200
-    assert response.get_json()["endpoint"] == {"configured": True, "reachable": False, "error": "ConnectionError"}
+    endpoint = response.get_json()["endpoint"]
+    assert {k: endpoint[k] for k in ("configured", "reachable", "error")} == {
+        "configured": True, "reachable": False, "error": "ConnectionError"}
+    assert endpoint["in_use"] == "primary" and endpoint["endpoints"][0]["circuit"] == "closed"
+
+
+def test_health_shows_the_fallback_in_use_once_the_primary_circuit_opens(make_app, fake_llm):
+    app = make_app(OPENAI_BASE_URL="http://127.0.0.1:9/v1", FALLBACK_BASE_URL=fake_llm.url, BREAKER_FAIL_MAX=1)
+    client = app.extensions["chat_providers"].client("chat")
+    assert client.complete([{"role": "user", "content": "hi"}], max_tokens=50).text == fake_llm.reply
+    client.close()
+    endpoint = app.test_client().get("/health").get_json()["endpoint"]
+    assert endpoint["in_use"] == "fallback"
+    assert [(e["name"], e["circuit"]) for e in endpoint["endpoints"]] == [("primary", "open"), ("fallback", "closed")]
 
 
 def test_health_broken_store_is_503(app, client, monkeypatch):

@@ -52,8 +52,11 @@ def test_socket_send_message_streams_reply_and_stores_it(sock, browser, fake_llm
     chunks = payloads(events, "response_chunk")
     assert "".join(c["chunk"] for c in chunks) == fake_llm.reply
     assert {c["message_id"] for c in chunks} == {ack["reply_id"]}
-    assert payloads(events, "response_done")[0] == {"message_id": ack["reply_id"], "finish_reason": "stop",
-                                                     "conversation_id": ack["conversation_id"]}
+    done = payloads(events, "response_done")[0]
+    assert {k: done[k] for k in ("message_id", "finish_reason", "conversation_id", "agent")} == {
+        "message_id": ack["reply_id"], "finish_reason": "stop", "conversation_id": ack["conversation_id"],
+        "agent": "chat"}
+    assert done["meta"]["routing"]["rule"] == "default" and done["meta"]["endpoint"] == "primary"
     usage = payloads(events, "token_usage")[0]
     assert set(usage) >= {"total_tokens_used", "prompt_tokens", "completion_tokens", "context_budget",
                           "summary_tokens"}

@@ -5,20 +5,23 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import utils
 from agents.calibration import Calibration
 from agents.emitter import RecordingEmitter
-from agents.llm_client import LLMClient
+from agents.providers import Providers
 from agents.turn import NOT_CONFIGURED, TurnDeps, run_turn
 from config import TestConfig
 from fake_llm import Fault
 from storage.sqlite_store import SqliteStore
 
 
+FAST = {"max_retries": 2, "backoff_base": 0.01, "read_timeout": 5}
+
+
 @pytest.fixture
 def deps(tmp_path, fake_llm):
     store = SqliteStore(tmp_path / "turn.sqlite3")
     store.migrate()
-    config = TestConfig(tmp_path, MAX_TOKENS=4096, REPLY_TOKENS=256, OPENAI_BASE_URL=fake_llm.url)
-    client = LLMClient(fake_llm.url, model="fake-model", max_retries=2, backoff_base=0.01, read_timeout=5)
-    return TurnDeps(store, config, client, client, Calibration())
+    config = TestConfig(tmp_path, MAX_TOKENS=4096, REPLY_TOKENS=256, OPENAI_BASE_URL=fake_llm.url,
+                        MODEL="fake-model")
+    return TurnDeps(store, config, Providers(config, client_options=FAST), Calibration())
 
 
 def _ask(deps, text, cid=None):
@@ -78,7 +81,7 @@ def test_turn_context_length_error_replans_tighter_once(deps, fake_llm):
 
 
 def test_turn_without_endpoint_says_so(deps, tmp_path):
-    deps.client = deps.summary_client = None
+    deps.config.OPENAI_BASE_URL = None
     cid, mid = _ask(deps, "Anyone there?")
     result, emitter = _run(deps, cid, mid)
     assert result.text == NOT_CONFIGURED and result.finish_reason == "error"
@@ -120,9 +123,10 @@ def test_turn_property_requests_reaching_the_server_fit(tmp_path_factory, fake_l
     user message verbatim, and the history keeps every message."""
     store = SqliteStore(tmp_path_factory.mktemp("prop") / "p.sqlite3")
     store.migrate()
-    config = TestConfig(tmp_path_factory.mktemp("cfg"), MAX_TOKENS=window, REPLY_TOKENS=min(reply, window - 64))
-    client = LLMClient(fake_llm.url, model="fake-model", max_retries=0, read_timeout=5)
-    deps = TurnDeps(store, config, client, client, Calibration())
+    config = TestConfig(tmp_path_factory.mktemp("cfg"), MAX_TOKENS=window, REPLY_TOKENS=min(reply, window - 64),
+                        OPENAI_BASE_URL=fake_llm.url, MODEL="fake-model")
+    deps = TurnDeps(store, config, Providers(config, client_options={"max_retries": 0, "read_timeout": 5}),
+                    Calibration())
     cid = store.create_conversation("alice")["conversation_id"]
     for index, size in enumerate(sizes):
         role = "user" if index % 2 == 0 or index == len(sizes) - 1 else "assistant"
@@ -136,5 +140,4 @@ def test_turn_property_requests_reaching_the_server_fit(tmp_path_factory, fake_l
     for body in chats:
         assert body["messages"][-1] == {"role": "user", "content": newest["content"]}
     assert len(store.list_messages("alice", cid)) == len(sizes) + (1 if chats else 0)
-    client.close()
     store.close()

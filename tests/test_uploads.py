@@ -1,11 +1,25 @@
-"""`/upload_file` validation: type, size, binary sniffing, encodings."""
+"""`/upload_file`: validation (type, size, binary sniffing, encodings) and the analysis job."""
 import io
+import time
 
 import pytest
 
+from fake_llm import Fault
 
-def _upload(client, name, data):
-    return client.post("/upload_file", data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data")
+
+def _upload(client, name, data, **form):
+    return client.post("/upload_file", data={"file": (io.BytesIO(data), name), **form},
+                       content_type="multipart/form-data")
+
+
+def wait_for_job(client, job_id, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body = client.get(f"/jobs/{job_id}").get_json()
+        if body["status"] in ("done", "error"):
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} still {body['status']}")
 
 
 @pytest.mark.parametrize("data, encoding", [
@@ -16,9 +30,10 @@ def _upload(client, name, data):
 ])
 def test_upload_accepts_text_in_common_encodings(client, data, encoding):
     response = _upload(client, "notes.txt", data)
-    assert response.status_code == 200
+    assert response.status_code == 202
     body = response.get_json()
     assert body["encoding"] == encoding and body["file_name"] == "notes.txt"
+    assert wait_for_job(client, body["job_id"])["status"] == "done"
 
 
 def test_upload_rejects_disallowed_extension(client):
@@ -28,7 +43,19 @@ def test_upload_rejects_disallowed_extension(client):
 
 def test_upload_rejects_binary_disguised_as_text(client):
     response = _upload(client, "photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    assert response.status_code == 415
+    assert response.status_code == 415 and response.get_json()["message"] == "The file looks binary, not text."
+
+
+@pytest.mark.parametrize("data", [b"\xef\xbb\xbfok \xff\xfe\xfd", bytes(range(0x80, 0xa0)) * 20],
+                         ids=["broken-utf8-after-bom", "c1-controls"])
+def test_upload_rejects_undecodable_bytes(client, data):
+    response = _upload(client, "notes.txt", data)
+    assert response.status_code == 415 and "not" in response.get_json()["message"]
+
+
+def test_upload_rejects_whitespace_only_file(client):
+    response = _upload(client, "blank.txt", b"  \n\n\t ")
+    assert response.status_code == 400 and response.get_json()["message"] == "The file contains only whitespace."
 
 
 def test_upload_rejects_oversized_file(make_app):
@@ -50,10 +77,64 @@ def test_upload_requires_a_file(client, form, message):
     assert response.status_code == 400 and response.get_json()["message"] == message
 
 
-def test_upload_path_traversal_name_is_neutralised(client):
-    response = _upload(client, "../../etc/passwd.txt", b"root")
-    assert response.status_code == 200 and response.get_json()["file_name"] == "etc_passwd.txt"
+@pytest.mark.parametrize("name, stored", [("../../etc/passwd.txt", "etc_passwd.txt"),
+                                          ("..\\..\\windows\\win.txt", "windowswin.txt"),
+                                          ("/abs/path.md", "abs_path.md")])
+def test_upload_path_traversal_name_is_neutralised(client, app, name, stored):
+    response = _upload(client, name, b"root")
+    assert response.status_code == 202 and response.get_json()["file_name"] == stored
+    wait_for_job(client, response.get_json()["job_id"])
+    instance = app.config["CHAT"].INSTANCE_PATH
+    assert not (instance.parent / "etc_passwd.txt").exists() and not list(instance.rglob("*passwd*"))
+
+
+def test_upload_only_dots_is_no_file(client):
+    response = _upload(client, "../..", b"x")
+    assert response.status_code == 400 and response.get_json()["message"] == "No file selected."
 
 
 def test_upload_empty_file_is_400(client):
-    assert _upload(client, "empty.txt", b"").status_code == 400
+    response = _upload(client, "empty.txt", b"")
+    assert response.status_code == 400 and response.get_json()["message"] == "The file is empty."
+
+
+def test_upload_without_endpoint_stores_chunks_and_says_so(client, app):
+    response = _upload(client, "guide.md", b"# Guide\n\nThe launch code is pineapple.\n")
+    body = wait_for_job(client, response.get_json()["job_id"])
+    assert body["status"] == "done" and body["message"] == "File was uploaded and analyzed successfully."
+    assert "not analysed" in body["analysis"] and body["chunks"] == 1 and body["model_calls"] == 0
+    conversation = client.get(f"/load_conversation/{body['conversation_id']}").get_json()
+    roles = [(m["role"], m["agent"]) for m in conversation["conversation"]]
+    assert roles == [("user", "file"), ("assistant", "file")]
+    assert list((app.config["CHAT"].INSTANCE_PATH / "uploads").iterdir()) == []  # deleted once processed
+
+
+def test_upload_is_analysed_through_the_endpoint(make_app, fake_llm):
+    client = make_app(OPENAI_BASE_URL=fake_llm.url).test_client()
+    client.get("/")
+    response = _upload(client, "notes.txt", b"Meeting notes: ship on Friday.")
+    assert response.status_code == 202 and response.get_json()["status"] == "pending"
+    body = wait_for_job(client, response.get_json()["job_id"])
+    assert body["analysis"] == fake_llm.reply and body["model_calls"] == 1
+    again = wait_for_job(client, _upload(client, "copy.txt", b"Meeting notes: ship on Friday.").get_json()["job_id"])
+    assert again["model_calls"] == 0 and again["cached_calls"] == 1 and len(fake_llm.requests) == 1
+
+
+def test_upload_into_an_existing_conversation(client, conversation_id, other_client):
+    body = wait_for_job(client, _upload(client, "a.txt", b"hello", conversation_id=conversation_id)
+                        .get_json()["job_id"])
+    assert body["conversation_id"] == conversation_id
+    assert _upload(other_client, "a.txt", b"hello", conversation_id=conversation_id).status_code == 404
+
+
+def test_upload_job_error_is_reported(make_app, fake_llm):
+    client = make_app(OPENAI_BASE_URL=fake_llm.url).test_client()
+    fake_llm.fail_next(*[Fault.http(400, message="model not found")] * 3)
+    body = wait_for_job(client, _upload(client, "a.txt", b"hello").get_json()["job_id"])
+    assert body["status"] == "error" and "model not found" in body["message"]
+
+
+def test_jobs_are_private_and_unknown_ids_404(client, other_client):
+    job_id = _upload(client, "a.txt", b"hello").get_json()["job_id"]
+    assert other_client.get(f"/jobs/{job_id}").status_code == 404
+    assert client.get("/jobs/nope").get_json() == {"message": "Job not found."}

@@ -7,7 +7,10 @@ from flask_socketio import SocketIO
 
 def register(app: Flask) -> None:
     """Attach every blueprint, hook and socket event to the app."""
+    from agents import offload
     from agents.calibration import Calibration
+    from agents.file_jobs import sweep_orphans
+    from agents.providers import Providers
     from . import context, conversations, errors, inflight, pages, system, uploads
     context.init_app(app)
     errors.init_app(app)
@@ -17,6 +20,10 @@ def register(app: Flask) -> None:
     app.extensions["chat_inflight"] = (inflight.RedisInflight(redis_client) if redis_client
                                        else inflight.MemoryInflight())
     app.extensions["chat_calibration"] = Calibration()
+    socketio = app.extensions["socketio"]
+    app.extensions["chat_providers"] = Providers(app.config["CHAT"], redis_client, sleep=socketio.sleep)
+    offload.configure(socketio.async_mode)
+    sweep_orphans(uploads.upload_folder(app.config["CHAT"]))
 
 
 def register_socket_events(socketio: SocketIO) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 MESSAGE_FIELDS = ("message_id", "role", "content", "created_at", "tokens", "agent", "finish_reason",
-                  "parent_message_id")
+                  "parent_message_id", "meta")
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -10,7 +10,6 @@ from flask import current_app, request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
 import utils
-from agents.llm_client import LLMClient
 from agents.turn import TurnDeps, run_turn
 from .context import current_user_id, get_store
 
@@ -21,6 +20,11 @@ TITLE_CHARS = 60
 
 def conversation_room(conversation_id: str) -> str:
     return f"conversation:{conversation_id}"
+
+
+def user_room(user_id: str) -> str:
+    """Every tab of one user: file-job progress goes here, whichever conversation is open."""
+    return f"user:{user_id}"
 
 
 class SocketEmitter:
@@ -51,13 +55,19 @@ class SocketEmitter:
     def status(self, phase: str, detail: str = "") -> None:
         self._emit("status", {"phase": phase, "detail": detail, "message_id": self.reply_id})
 
+    def routing(self, decision: dict) -> None:
+        self._emit("routing", {**decision, "message_id": self.reply_id})
+
+    def progress(self, payload: dict) -> None:
+        self._emit("file_progress", {**payload, "message_id": self.reply_id})
+
     def usage(self, payload: dict) -> None:
         self.flush()
         self._emit("token_usage", payload)
 
-    def done(self, message_id: str, finish_reason: str) -> None:
+    def done(self, message_id: str, finish_reason: str, extra: dict | None = None) -> None:
         self.flush()
-        self._emit("response_done", {"message_id": message_id, "finish_reason": finish_reason})
+        self._emit("response_done", {**(extra or {}), "message_id": message_id, "finish_reason": finish_reason})
 
     def error(self, message: str) -> None:
         self.flush()
@@ -72,6 +82,7 @@ def register(socketio: SocketIO) -> None:
         """Browser connects; needs the identity its HTTP session got on the first page load."""
         if "user_id" not in session:
             raise ConnectionRefusedError("Load the page first so the server can recognise this browser.")
+        join_room(user_room(session["user_id"]))
         emit("response", {"data": "Connected"})
 
     @socketio.on("join_conversation")
@@ -110,6 +121,10 @@ def _send_message(socketio: SocketIO, data) -> dict:
     if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID):
         return _refuse(f"client_message_id must be a string of 1 to {MAX_CLIENT_ID} characters.")
     store, user_id = get_store(), current_user_id()
+    document_id = data.get("document_id")
+    if document_id is not None and (not isinstance(document_id, str) or len(document_id) > MAX_CLIENT_ID
+                                    or store.get_document(user_id, document_id) is None):
+        return _refuse("The attached file was not found.")
     if data.get("conversation_id") is None:
         conversation_id = store.create_conversation(user_id, _title(text))["conversation_id"]
     else:
@@ -127,35 +142,25 @@ def _send_message(socketio: SocketIO, data) -> dict:
     store.append_message(user_id, conversation_id, "user", text, tokens=utils.message_tokens("user", text),
                          message_id=message_id)
     app = current_app._get_current_object()
-    socketio.start_background_task(_generate, app, socketio, user_id, conversation_id, message_id, reply_id)
+    socketio.start_background_task(_generate, app, socketio, user_id, conversation_id, message_id, reply_id,
+                                   document_id)
     return ack
 
 
-def _generate(app, socketio, user_id, conversation_id, message_id, reply_id) -> None:
+def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, document_id=None) -> None:
     """Background task: the reply is stored even if every client has gone."""
     config, inflight = app.config["CHAT"], app.extensions["chat_inflight"]
     emitter = SocketEmitter(socketio, inflight, conversation_id, reply_id, config.STREAM_FLUSH_MS)
-    client = _client(config, config.MODEL, socketio)
-    summary_client = _client(config, config.SUMMARY_MODEL or config.MODEL, socketio)
-    deps = TurnDeps(app.extensions["chat_store"].get(), config, client, summary_client,
+    deps = TurnDeps(app.extensions["chat_store"].get(), config, app.extensions["chat_providers"],
                     app.extensions["chat_calibration"])
     try:
         run_turn(deps, user_id, conversation_id, message_id, reply_id, emitter,
-                 stopped=lambda: inflight.stop_requested(reply_id))
+                 stopped=lambda: inflight.stop_requested(reply_id), attachment=document_id)
     except Exception:
         log.exception("Generation failed")
         emitter.error("The reply failed unexpectedly. Your message is saved; please try again.")
     finally:
         inflight.finish(conversation_id, reply_id)
-        for made in (client, summary_client):
-            if made is not None:
-                made.close()
-
-
-def _client(config, model: str, socketio: SocketIO) -> LLMClient | None:
-    if not config.OPENAI_BASE_URL:
-        return None
-    return LLMClient(config.OPENAI_BASE_URL, config.OPENAI_API_KEY, model=model, sleep=socketio.sleep)
 
 
 def _already_answered(store, user_id: str, conversation_id: str, reply_id: str) -> bool:

@@ -34,7 +34,7 @@ def health():
     healthy = store_ok and redis.get("ok", True)
     body = {"status": "ok" if healthy else "unavailable",
             "store": {"backend": "mongodb" if config.MONGODB_URI else "sqlite", "ok": store_ok},
-            "redis": redis, "endpoint": endpoint}
+            "redis": redis, "endpoint": {**endpoint, **current_app.extensions["chat_providers"].status()}}
     return jsonify(body), 200 if healthy else 503
 
 

@@ -1,22 +1,37 @@
-"""`/upload_file`: type, size and content checks. Analysis arrives with the agents."""
+"""`/upload_file` validates at once and answers with a job; `/jobs/<id>` reports on it (seed 004).
+
+The file is saved under a random name in instance/uploads (never under static/, never under
+the user's name) and deleted by the job once it is analysed.
+"""
 from __future__ import annotations
+
+import secrets
+from pathlib import Path
 
 from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.utils import secure_filename
 
 import utils
+from agents.file_jobs import UploadJob, run_upload_job
+from .context import current_user_id, get_store, owned_conversation
+from .socket_events import user_room
 
 bp = Blueprint("uploads", __name__)
+MAX_NAME = 200
+
+
+def upload_folder(config) -> Path:
+    return Path(config.INSTANCE_PATH) / "uploads"
 
 
 @bp.post("/upload_file")
 def upload_file():
-    """Validate one uploaded text file; the file is read in memory and never stored."""
+    """Validate one text file, save it, and start its analysis; 202 with the job id."""
     config = current_app.config["CHAT"]
     upload = request.files.get("file")
     if upload is None:
         abort(400, "No file part in the request.")
-    name = secure_filename(upload.filename or "")
+    name = secure_filename(upload.filename or "")[:MAX_NAME]
     if not name:
         abort(400, "No file selected.")
     if not utils.allowed_file(name, config.ALLOWED_EXTENSIONS):
@@ -31,5 +46,54 @@ def upload_file():
         text, encoding = utils.decode_text(raw)
     except utils.NotText as error:
         abort(415, str(error))
-    return jsonify(message="File was uploaded and validated. Analysis is not available yet.",
-                   file_name=name, size_bytes=len(raw), encoding=encoding, characters=len(text))
+    if not text.strip():
+        abort(400, "The file contains only whitespace.")
+    store, user_id = get_store(), current_user_id()
+    conversation_id = _conversation_for(store, user_id, name)
+    job = store.create_job(user_id, "file_analysis", conversation_id)
+    path = _save(upload_folder(config), raw)
+    _start(UploadJob(user_id, job["job_id"], conversation_id, path, name, len(raw)))
+    return jsonify(message="File was uploaded; its analysis has started.", job_id=job["job_id"],
+                   status=job["status"], conversation_id=conversation_id, file_name=name,
+                   size_bytes=len(raw), encoding=encoding, characters=len(text)), 202
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    """pending, processing (with done/total), done (with the seed's message and analysis) or error."""
+    job = get_store().get_job(current_user_id(), job_id[:100])
+    if job is None:
+        abort(404, "Job not found.")
+    body = {key: job[key] for key in ("job_id", "kind", "status", "done", "total", "conversation_id")}
+    if job["status"] == "done":
+        body.update(job["result"] or {})
+    elif job["status"] == "error":
+        body["message"] = job["error"]
+    return jsonify(body)
+
+
+def _conversation_for(store, user_id: str, file_name: str) -> str:
+    conversation_id = request.form.get("conversation_id")
+    if conversation_id:
+        return owned_conversation(conversation_id[:100])["conversation_id"]
+    return store.create_conversation(user_id, file_name[:60])["conversation_id"]
+
+
+def _save(folder: Path, raw: bytes) -> Path:
+    """A random, unguessable name; readable by this user only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{secrets.token_hex(16)}.upload"
+    path.touch(mode=0o600)
+    path.write_bytes(raw)
+    return path
+
+
+def _start(job: UploadJob) -> None:
+    app = current_app._get_current_object()
+    socketio = app.extensions["socketio"]
+
+    def notify(event: str, payload: dict) -> None:
+        socketio.emit(event, payload, to=user_room(job.user_id))
+
+    socketio.start_background_task(run_upload_job, app.extensions["chat_store"].get(),
+                                   app.extensions["chat_providers"], app.config["CHAT"], job, notify)

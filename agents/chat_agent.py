@@ -1,0 +1,96 @@
+"""General chat: budget the context (summarising older turns when needed), then stream a reply.
+
+The knowledge agent reuses it with extra system text (the retrieved excerpts).
+"""
+from __future__ import annotations
+
+import logging
+
+import utils
+from agents.llm_client import ContextLengthExceeded, LLMError, LLMStreamError
+from agents.summariser import summariser
+from agents.turn_types import Reply, Turn
+
+log = logging.getLogger("chat.agent.chat")
+
+
+def answer(turn: Turn, agent: str = "chat", extra_system: str = "") -> Reply | None:
+    """Stream the model's reply to the newest user message under the token budget; None (and an
+    error event) when the message alone cannot fit, so nothing is stored for it."""
+    client = turn.clients.get(agent)
+    model = client.model
+    try:
+        plan = _plan(turn, model, extra_system, tighter=False)
+    except utils.MessageTooLarge as error:
+        turn.emitter.error(str(error))
+        return None
+    text, finish, usage = _stream_with_retry(turn, client, extra_system, plan)
+    if usage and usage.get("prompt_tokens"):
+        turn.deps.calibration.observe(model, usage["prompt_tokens"], plan.prompt_tokens)
+    used = getattr(client, "used", None)
+    meta = {"model": used.model, "endpoint": used.name} if used else {}
+    return Reply(text, finish, plan.prompt_tokens, usage, (plan.summary or {}).get("tokens", 0),
+                 agent=agent, meta=meta)
+
+
+def _plan(turn: Turn, model: str, extra_system: str, tighter: bool) -> utils.ContextPlan:
+    deps, config = turn.deps, turn.deps.config
+    conversation = deps.store.get_conversation(turn.user_id, turn.conversation_id)
+    history = deps.store.list_messages(turn.user_id, turn.conversation_id)
+    ratio = deps.calibration.ratio(model) * (1.25 if tighter else 1.0)
+    budget = utils.Budget(config.context_window(model), config.REPLY_TOKENS, compact_at=config.COMPACT_AT,
+                          summary_tokens=config.SUMMARY_TOKENS, ratio=ratio)
+    summary_client = turn.clients.get("summary")
+    summary_window = config.context_window(summary_client.model) if summary_client else None
+    system_prompt = config.SYSTEM_PROMPT + ("\n\n" + extra_system if extra_system else "")
+    plan = utils.assemble_context(history, conversation["summary"], system_prompt, budget,
+                                  summariser(summary_client, turn.emitter), summary_window)
+    if plan.summary_changed:
+        deps.store.set_summary(turn.user_id, turn.conversation_id, plan.summary["content"],
+                               plan.summary["last_message_id"], plan.summary["tokens"])
+    if plan.notice:
+        turn.emitter.status("notice", plan.notice)
+    return plan
+
+
+def _stream_with_retry(turn: Turn, client, extra_system: str, plan):
+    """Stream once; on a context-length error before any text, re-plan tighter and try once more."""
+    reply_tokens = turn.deps.config.REPLY_TOKENS
+    try:
+        return _stream(client, plan, reply_tokens, turn)
+    except ContextLengthExceeded:
+        log.warning("Context length exceeded for model %s; retrying with a tighter context", client.model)
+    try:
+        tighter = _plan(turn, client.model, extra_system, tighter=True)
+        return _stream(client, tighter, reply_tokens, turn)
+    except (ContextLengthExceeded, utils.MessageTooLarge):
+        turn.emitter.error("The model rejected the conversation as too long even after compacting it.")
+        return "", "error", None
+
+
+def _stream(client, plan, reply_tokens: int, turn: Turn) -> tuple[str, str, dict | None]:
+    parts, finish, usage = [], "stop", None
+    emitter = turn.emitter
+    emitter.status("waiting", "Waiting for the model…")
+    stream = client.stream_chat(plan.messages, max_tokens=reply_tokens)
+    try:
+        for event in stream:
+            if turn.stopped():
+                return "".join(parts), "stopped", usage
+            if event.kind == "content":
+                parts.append(event.text)
+                emitter.chunk(event.text)
+            elif event.kind == "usage":
+                usage = event.usage
+            elif event.kind == "finish" and event.finish_reason:
+                finish = event.finish_reason
+    except ContextLengthExceeded:
+        if parts:
+            raise LLMStreamError("The model stopped: the conversation is too long.", partial="".join(parts))
+        raise
+    except LLMError as error:
+        emitter.error(error.message)
+        return "".join(parts) or getattr(error, "partial", "") or "", "error", usage
+    finally:
+        stream.close()
+    return "".join(parts), finish if finish in ("stop", "length", "content_filter") else "stop", usage

@@ -1,0 +1,31 @@
+"""The math agent inside a chat turn: no model call, so it works with no endpoint configured."""
+from __future__ import annotations
+
+import logging
+
+from agents.math_agent import MathRefused, NotMath, solve_math
+from agents.turn_types import Reply, Turn
+
+log = logging.getLogger("chat.agent.math")
+NOT_READABLE = ("I could not read that as a calculation. Try an expression such as “(42 * 2) / 6”, "
+                "“sqrt(144)”, “15% of 80”, “solve 2x + 5 = 15” or “derivative of x^3”.")
+
+
+def answer(turn: Turn, explicit: bool) -> Reply | None:
+    """The worked answer; None hands the message to general chat (a pattern matched, but it was
+    not maths we can do, and there is a model that can talk about it)."""
+    try:
+        result = solve_math(turn.text)
+    except MathRefused as refusal:
+        return _say(turn, str(refusal), {"math": {"refused": True}})
+    except NotMath:
+        if not explicit and turn.clients.get("chat") is not None:
+            log.info("Math pattern matched but the text is not a calculation; handing over to chat")
+            return None
+        return _say(turn, NOT_READABLE, {"math": {"refused": True}})
+    return _say(turn, result.text, {"math": {"kind": result.kind, "result": result.result}})
+
+
+def _say(turn: Turn, text: str, meta: dict) -> Reply:
+    turn.emitter.chunk(text)
+    return Reply(text, "stop", agent="math", meta=meta)

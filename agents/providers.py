@@ -1,0 +1,152 @@
+"""Which endpoint and model each agent uses, with a fallback endpoint and circuit breakers.
+
+Every agent (chat, knowledge, file, summary, router) talks to the primary endpoint unless
+AGENT_ENDPOINTS / AGENT_MODELS give it its own; FALLBACK_BASE_URL, when set, is tried next.
+An endpoint that keeps failing is skipped for BREAKER_RESET_S (pybreaker; its state lives in
+Redis when there is one, so every worker skips it), instead of making every message wait
+through its timeouts and retries first.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import pybreaker
+
+from agents.llm_client import (ContextLengthExceeded, LLMBadRequest, LLMClient, LLMError,
+                               LLMUnavailable, collect)
+from agents.sse import StreamEvent
+
+log = logging.getLogger("chat.providers")
+AGENTS = ("chat", "knowledge", "file", "summary", "router")
+ENDPOINT_STATUSES = (401, 403, 404)  # the endpoint itself is wrong or gone: worth trying the next one
+ALL_DOWN = ("The model endpoints are not answering right now, so I cannot reply. Your message is "
+            "saved; please try again in a minute.")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # "primary", "fallback" or "<agent>" for an agent's own endpoint
+    base_url: str
+    api_key: str | None
+    model: str
+
+
+def _not_the_endpoints_fault(error: BaseException) -> bool:
+    """Errors that say nothing about the endpoint's health (pybreaker's `exclude`)."""
+    if isinstance(error, ContextLengthExceeded):
+        return True
+    return isinstance(error, LLMBadRequest) and error.status not in ENDPOINT_STATUSES
+
+
+class Providers:
+    """Built once per app; hands each turn clients that fail over in order."""
+
+    def __init__(self, config, redis_client=None, sleep: Callable[[float], object] | None = None,
+                 client_options: dict | None = None) -> None:
+        self.config = config
+        self.client_options = {**({"sleep": sleep} if sleep else {}), **(client_options or {})}
+        self._redis = redis_client
+        self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+
+    def endpoints(self, agent: str) -> list[Endpoint]:
+        """The agent's endpoints in the order they are tried (empty: none configured)."""
+        config = self.config
+        own_url = config.AGENT_ENDPOINTS.get(agent)
+        base_url = own_url or config.OPENAI_BASE_URL
+        default_model = (config.SUMMARY_MODEL if agent == "summary" else None) or config.MODEL
+        model = config.AGENT_MODELS.get(agent) or default_model
+        found = []
+        if base_url:
+            key = config.AGENT_API_KEYS.get(agent) or (None if own_url else config.OPENAI_API_KEY)
+            found.append(Endpoint(agent if own_url else "primary", base_url, key, model))
+        if config.FALLBACK_BASE_URL:
+            found.append(Endpoint("fallback", config.FALLBACK_BASE_URL, config.FALLBACK_API_KEY,
+                                  config.FALLBACK_MODEL or model))
+        return found
+
+    def client(self, agent: str) -> "FailoverClient | None":
+        endpoints = self.endpoints(agent)
+        if not endpoints:
+            return None
+        return FailoverClient([(endpoint, self._client(endpoint), self.breaker(endpoint))
+                               for endpoint in endpoints])
+
+    def breaker(self, endpoint: Endpoint) -> pybreaker.CircuitBreaker:
+        """One breaker per endpoint URL, shared by every agent that uses it."""
+        if endpoint.base_url not in self._breakers:
+            storage = None
+            if self._redis is not None:
+                storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._redis,
+                                                        namespace=f"chat:breaker:{endpoint.base_url}")
+            self._breakers[endpoint.base_url] = pybreaker.CircuitBreaker(
+                fail_max=self.config.BREAKER_FAIL_MAX, reset_timeout=self.config.BREAKER_RESET_S,
+                exclude=[_not_the_endpoints_fault], state_storage=storage, name=endpoint.name,
+                throw_new_error_on_trip=False)
+        return self._breakers[endpoint.base_url]
+
+    def status(self) -> dict:
+        """For /health: each endpoint of the chat agent, its breaker state, and which is in use."""
+        endpoints = self.endpoints("chat")
+        states = {}
+        for endpoint in endpoints:
+            try:
+                states[endpoint.name] = self.breaker(endpoint).current_state
+            except Exception as error:  # a Redis outage must not break /health
+                log.warning("Breaker state unavailable: %s", type(error).__name__)
+                states[endpoint.name] = "unknown"
+        in_use = next((name for name, state in states.items() if state != pybreaker.STATE_OPEN), None)
+        return {"endpoints": [{"name": e.name, "model": e.model, "circuit": states[e.name]} for e in endpoints],
+                "in_use": in_use}
+
+    def _client(self, endpoint: Endpoint) -> LLMClient:
+        return LLMClient(endpoint.base_url, endpoint.api_key, model=endpoint.model, **self.client_options)
+
+
+class FailoverClient:
+    """LLMClient's interface over several endpoints: the first that starts a reply serves it.
+
+    Failing over happens only before the first event of a reply; after that the reply belongs
+    to the endpoint that started it (a partial answer from one model is not continued by another).
+    """
+
+    def __init__(self, members: list[tuple[Endpoint, LLMClient, pybreaker.CircuitBreaker]]) -> None:
+        self._members = members
+        self.model = members[0][0].model
+        self.used: Endpoint | None = None
+
+    def stream_chat(self, messages, max_tokens: int, temperature: float | None = None,
+                    extra: dict | None = None) -> Iterator[StreamEvent]:
+        messages = list(messages)
+        last_error: LLMError | None = None
+        for endpoint, client, breaker in self._members:
+            stream = client.stream_chat(messages, max_tokens, temperature, extra)
+            try:
+                with breaker.calling():
+                    first = next(stream, None)
+            except pybreaker.CircuitBreakerError:
+                log.info("Skipping endpoint %s: its circuit is open", endpoint.name)
+                continue
+            except (LLMUnavailable, LLMBadRequest) as error:
+                if isinstance(error, LLMBadRequest) and error.status not in ENDPOINT_STATUSES:
+                    raise
+                log.warning("Endpoint %s failed (%s); trying the next one", endpoint.name, error.message)
+                last_error = error
+                continue
+            self.used = endpoint
+            if first is not None:
+                yield first
+            yield from stream
+            return
+        if last_error is not None and len(self._members) == 1:
+            raise last_error
+        raise LLMUnavailable(ALL_DOWN)
+
+    def complete(self, messages, max_tokens: int, temperature: float | None = None, extra: dict | None = None):
+        """The whole reply at once, through the same failover."""
+        return collect(self.stream_chat(messages, max_tokens, temperature, extra))
+
+    def close(self) -> None:
+        for _, client, _ in self._members:
+            client.close()

@@ -1,0 +1,67 @@
+"""The data one turn carries between the dispatcher and the agents."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from agents.calibration import Calibration
+from agents.providers import Providers
+from storage import ConversationStore
+
+
+@dataclass
+class TurnDeps:
+    """What lives for the whole app: built once, shared by every turn."""
+
+    store: ConversationStore
+    config: object
+    providers: Providers
+    calibration: Calibration
+
+
+class AgentClients:
+    """Model clients for one turn, made on first use and closed when the turn ends."""
+
+    def __init__(self, providers: Providers) -> None:
+        self.providers = providers
+        self._made: dict[str, object] = {}
+
+    def get(self, agent: str):
+        """The agent's failover client, or None when no endpoint is configured."""
+        if agent not in self._made:
+            self._made[agent] = self.providers.client(agent)
+        return self._made[agent]
+
+    def close(self) -> None:
+        for client in self._made.values():
+            if client is not None:
+                client.close()
+        self._made.clear()
+
+
+@dataclass
+class Turn:
+    deps: TurnDeps
+    user_id: str
+    conversation_id: str
+    user_message_id: str
+    reply_id: str
+    emitter: object
+    stopped: Callable[[], bool]
+    clients: AgentClients
+    text: str = ""  # the user's message without any router command
+    attachment: str | None = None  # a document_id the message is about
+
+
+@dataclass
+class Reply:
+    """What an agent produced; the dispatcher stores it and reports usage."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int = 0
+    usage: dict | None = None
+    summary_tokens: int = 0
+    agent: str = "chat"
+    meta: dict = field(default_factory=dict)
+    emitted_error: bool = False  # the agent already told the page what went wrong

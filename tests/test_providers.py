@@ -1,0 +1,135 @@
+"""Provider fallback and circuit breakers, against two fake endpoints."""
+import time
+
+import pybreaker
+import pytest
+import redis
+
+from agents.llm_client import ContextLengthExceeded, LLMStreamError, LLMUnavailable
+from agents.providers import ALL_DOWN, Providers
+from config import TestConfig
+from fake_llm import FakeLLM, Fault
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+NO_RETRY = {"max_retries": 0, "read_timeout": 5}
+
+
+@pytest.fixture
+def backup():
+    with FakeLLM(reply="From the backup.") as fake:
+        yield fake
+
+
+def _providers(tmp_path, primary_url, fallback_url=None, redis_client=None, **overrides):
+    settings = {"OPENAI_BASE_URL": primary_url, "FALLBACK_BASE_URL": fallback_url, "BREAKER_FAIL_MAX": 2,
+                "FALLBACK_MODEL": "backup-model" if fallback_url else None, "BREAKER_RESET_S": 60}
+    config = TestConfig(tmp_path, **{**settings, **overrides})
+    return Providers(config, redis_client, client_options=NO_RETRY)
+
+
+def _ask(providers, agent="chat"):
+    client = providers.client(agent)
+    try:
+        return client.complete(MESSAGES, max_tokens=20), client.used
+    finally:
+        client.close()
+
+
+def test_primary_answers_when_healthy(tmp_path, fake_llm, backup):
+    completion, used = _ask(_providers(tmp_path, fake_llm.url, backup.url))
+    assert completion.text == fake_llm.reply and used.name == "primary"
+    assert backup.requests == []
+
+
+def test_failing_primary_falls_back_with_the_fallback_model(tmp_path, fake_llm, backup):
+    fake_llm.fail_next(Fault.http(503))
+    completion, used = _ask(_providers(tmp_path, fake_llm.url, backup.url))
+    assert completion.text == "From the backup." and used.name == "fallback"
+    assert backup.requests[-1].body["model"] == "backup-model"
+
+
+def test_open_circuit_skips_the_dead_primary(tmp_path, fake_llm, backup):
+    providers = _providers(tmp_path, fake_llm.url, backup.url)
+    fake_llm.fail_next(*[Fault.http(500)] * 10)
+    for _ in range(5):
+        assert _ask(providers)[1].name == "fallback"
+    assert len(fake_llm.requests) == 2  # BREAKER_FAIL_MAX, then the primary is not tried again
+    status = providers.status()
+    assert status["in_use"] == "fallback"
+    assert {e["name"]: e["circuit"] for e in status["endpoints"]} == {"primary": "open", "fallback": "closed"}
+
+
+def test_circuit_half_opens_after_the_reset_time(tmp_path, fake_llm, backup):
+    providers = _providers(tmp_path, fake_llm.url, backup.url, BREAKER_RESET_S=0.2)
+    fake_llm.fail_next(Fault.http(500), Fault.http(500))
+    _ask(providers), _ask(providers)
+    assert _ask(providers)[1].name == "fallback"  # open
+    time.sleep(0.3)
+    assert _ask(providers)[1].name == "primary"  # the trial call succeeded: closed again
+    assert providers.status()["in_use"] == "primary"
+
+
+def test_everything_down_is_a_clear_message(tmp_path, fake_llm, backup):
+    fake_llm.fail_next(Fault.http(503))
+    backup.fail_next(Fault.http(503))
+    with pytest.raises(LLMUnavailable) as raised:
+        _ask(_providers(tmp_path, fake_llm.url, backup.url))
+    assert raised.value.message == ALL_DOWN
+
+
+def test_single_endpoint_keeps_its_own_error(tmp_path, fake_llm):
+    fake_llm.fail_next(Fault.http(503))
+    with pytest.raises(LLMUnavailable) as raised:
+        _ask(_providers(tmp_path, fake_llm.url))
+    assert raised.value.status == 503
+
+
+def test_no_failover_once_the_reply_has_started(tmp_path, fake_llm, backup):
+    fake_llm.tokens = 20
+    fake_llm.fail_next(Fault.disconnect(after=3))
+    with pytest.raises(LLMStreamError):
+        _ask(_providers(tmp_path, fake_llm.url, backup.url))
+    assert backup.requests == []
+
+
+def test_context_length_is_not_the_endpoints_fault(tmp_path, fake_llm, backup):
+    providers = _providers(tmp_path, fake_llm.url, backup.url)
+    for _ in range(3):
+        fake_llm.fail_next(Fault.context_length())
+        with pytest.raises(ContextLengthExceeded):
+            _ask(providers)
+    assert backup.requests == [] and providers.status()["in_use"] == "primary"
+
+
+def test_wrong_key_on_the_primary_falls_back(tmp_path, fake_llm, backup):
+    fake_llm.fail_next(Fault.http(401, message="Incorrect API key"))
+    assert _ask(_providers(tmp_path, fake_llm.url, backup.url))[1].name == "fallback"
+
+
+def test_agent_overrides_model_and_endpoint(tmp_path, fake_llm, backup):
+    providers = _providers(tmp_path, fake_llm.url, OPENAI_API_KEY="sk-primary",
+                           AGENT_MODELS={"file": "cheap-model"}, AGENT_ENDPOINTS={"summary": backup.url},
+                           AGENT_API_KEYS={"summary": "sk-summary"})
+    _ask(providers, "file")
+    assert fake_llm.requests[-1].body["model"] == "cheap-model"
+    completion, used = _ask(providers, "summary")
+    assert completion.text == "From the backup." and used.name == "summary"
+    assert backup.requests[-1].headers["authorization"] == "Bearer sk-summary"  # never the primary's key
+    assert providers.endpoints("chat")[0].model == providers.config.MODEL
+
+
+def test_no_endpoint_means_no_client(tmp_path):
+    assert _providers(tmp_path, None).client("chat") is None
+
+
+def test_breaker_state_is_shared_through_redis(tmp_path, fake_llm, backup, redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    worker_a = _providers(tmp_path, fake_llm.url, backup.url, redis_client=client)
+    worker_b = _providers(tmp_path, fake_llm.url, backup.url, redis_client=client)
+    fake_llm.fail_next(Fault.http(500), Fault.http(500))
+    _ask(worker_a), _ask(worker_a)
+    assert worker_b.status()["in_use"] == "fallback"  # the other worker skips the dead primary too
+    assert _ask(worker_b)[1].name == "fallback" and len(fake_llm.requests) == 2
+    assert worker_b.breaker(worker_b.endpoints("chat")[0]).current_state == pybreaker.STATE_OPEN
+    client.flushdb()
