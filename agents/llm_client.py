@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import requests
+import requests.adapters
 import urllib3
 
 from agents.llm_errors import (ContextLengthExceeded, LLMBadRequest, LLMError, LLMStreamError,
@@ -28,6 +29,7 @@ __all__ = ["LLMClient", "Completion", "StreamEvent", "collect",
            "LLMError", "LLMUnavailable", "ContextLengthExceeded", "LLMBadRequest", "LLMStreamError"]
 
 ERROR_BODY_LIMIT = 64 * 1024
+CONNECTIONS_PER_HOST = 64
 TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
@@ -72,7 +74,7 @@ class LLMClient:
         self.sleep = sleep
         self._api_key = api_key
         self._owns_session = session is None
-        self._session = session or requests.Session()
+        self._session = session or _pooled_session()
         self._compat: set[str] = set()
 
     def __repr__(self) -> str:
@@ -215,6 +217,15 @@ class LLMClient:
     def _log_url(self) -> str:
         """The URL without its query, which some providers use for keys."""
         return self.endpoint.url.split("?", 1)[0]
+
+
+def _pooled_session() -> requests.Session:
+    """Enough kept-alive connections for the file agent's concurrent chunk calls."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=CONNECTIONS_PER_HOST)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def collect(events: Iterable[StreamEvent]) -> Completion:

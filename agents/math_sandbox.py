@@ -87,13 +87,12 @@ class Sandbox:
         if self._process is not None and self._process.poll() is None:
             return self._process
         self._stop(kill=True)
-        self._process = subprocess.Popen(self.command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, close_fds=True, env={"PATH": os.defpath})
-        self._buffer = b""
-        try:
+        try:  # no secrets in the worker's environment: it gets PATH only
+            self._process = subprocess.Popen(self.command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=subprocess.DEVNULL, close_fds=True, env={"PATH": os.defpath})
             if not self._receive(self._process, time.monotonic() + STARTUP_TIMEOUT_S).get("ready"):
                 raise _Broken
-        except (_Late, _Broken):
+        except (_Late, _Broken, OSError):
             self._stop(kill=True)
             raise MathRefused("The calculator could not start; please try again later.") from None
         return self._process

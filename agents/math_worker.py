@@ -85,8 +85,9 @@ def warm_up() -> None:
         handle(request)
 
 
-def serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    """Answer each line until EOF; an unreadable or oversized line gets an error answer."""
+def serve(requests: BinaryIO, replies: BinaryIO,
+          budget: Callable[[float], None] = limit_cpu) -> None:
+    """Answer each line until EOF; `budget(timeout_s)` runs before each request (tests pass a no-op)."""
     _write(replies, {"ready": True})
     while True:
         line = requests.readline(MAX_REQUEST_BYTES + 1)
@@ -97,16 +98,23 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 line = requests.readline(MAX_REQUEST_BYTES)
             _write(replies, {"ok": False, "error": "That request is too large."})
             continue
-        try:
-            request = json.loads(line)
-        except ValueError:
-            _write(replies, {"ok": False, "error": "That request is not JSON."})
-            continue
-        timeout = request.get("timeout_s", 1) if isinstance(request, dict) else 1
-        limit_cpu(float(timeout) if isinstance(timeout, (int, float)) and 0 < timeout < 3600 else 1.0)
-        reply = handle(request)
+        request = _decoded(line)
+        budget(_timeout_of(request))
+        reply = handle(request) if request is not None else {"ok": False, "error": "That request is not JSON."}
         reply["id"] = request.get("id") if isinstance(request, dict) else None
         _write(replies, reply)
+
+
+def _decoded(line: bytes) -> object | None:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _timeout_of(request: object) -> float:
+    timeout = request.get("timeout_s") if isinstance(request, dict) else None
+    return float(timeout) if isinstance(timeout, (int, float)) and 0 < timeout < 3600 else 1.0
 
 
 def _write(replies: BinaryIO, reply: dict) -> None:

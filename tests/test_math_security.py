@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from agents import math_worker
-from agents.math_agent import MathRefused, shutdown, solve_math
+from agents.math_agent import MathRefused, detect_math, shutdown, solve_math
 from agents.math_parse import TextBuilder, check, walk_source
+from agents.math_sandbox import Sandbox
 from agents.math_sandbox import request as sandbox_request
 from agents.math_sandbox import worker_pid
 
@@ -77,6 +78,15 @@ def test_math_security_hostile_input_is_refused_fast_and_clearly(text, reason):
     assert reason in message and message.endswith(".") and len(message) < 600
 
 
+def test_math_security_a_megabyte_is_refused_in_milliseconds():
+    text = "1+" * 500_000 + "1"
+    started = time.monotonic()
+    with pytest.raises(MathRefused, match="1,000,001 characters long"):
+        solve_math(text)
+    assert detect_math(text) == []
+    assert time.monotonic() - started < 0.05
+
+
 def test_math_security_refusals_do_not_start_the_worker():
     shutdown()
     for text, _ in HOSTILE:
@@ -137,6 +147,13 @@ def test_math_security_limits_are_checked_by_counting_before_parsing():
 
 # -- the worker process ---------------------------------------------------------------------------------
 
+def test_math_security_a_worker_that_cannot_start_is_a_clear_refusal():
+    broken = Sandbox([sys.executable, "-c", "pass"])
+    with pytest.raises(MathRefused, match="could not start"):
+        broken.request({"kind": "arithmetic", "exprs": ["1"]}, 1.0)
+    assert broken.pid is None
+
+
 def test_math_security_worker_refuses_forged_requests_itself(warm):
     """The worker validates again, so a request that skipped the web process's checks gets nowhere."""
     for exprs in (["__import__('os')"], ["().__class__"], ["9**9**9"], ["factorial(10**6)"]):
@@ -163,11 +180,13 @@ def test_math_security_worker_serve_loop_answers_every_line():
     lines = [b"not json\n", b"[1, 2]\n", b"x" * (math_worker.MAX_REQUEST_BYTES + 10) + b"\n",
              json.dumps({"id": 7, "kind": "arithmetic", "exprs": ["6*7"], "timeout_s": 5}).encode() + b"\n"]
     replies = io.BytesIO()
-    math_worker.serve(io.BytesIO(b"".join(lines)), replies)
+    budgets: list[float] = []
+    math_worker.serve(io.BytesIO(b"".join(lines)), replies, budget=budgets.append)  # no rlimits on pytest
     answers = [json.loads(line) for line in replies.getvalue().splitlines()]
     assert answers[0] == {"ready": True} and len(answers) == 5
     assert [answer["ok"] for answer in answers[1:]] == [False, False, False, True]
     assert answers[4]["result"] == "42" and answers[4]["id"] == 7
+    assert budgets == [1.0, 1.0, 5.0]  # the oversized line is skipped before any work
 
 
 def test_math_security_worker_runs_with_limits_and_no_secrets(warm):

@@ -138,3 +138,8 @@ def test_socket_busy_conversation_refuses_a_second_message(sock, fake_llm):
     assert busy["ok"] is False and "still being generated" in busy["message"]
     sock.emit("stop_generation", {"conversation_id": ack["conversation_id"]}, callback=True)
     wait_for(sock, "response_done")
+
+
+def test_socket_heartbeat_acks(sock):
+    assert sock.emit("heartbeat", callback=True) == {"ok": True}
+    assert sock.emit("heartbeat", {"any": "payload"}, callback=True) == {"ok": True}

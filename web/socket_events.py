@@ -85,6 +85,11 @@ def register(socketio: SocketIO) -> None:
         join_room(user_room(session["user_id"]))
         emit("response", {"data": "Connected"})
 
+    @socketio.on("heartbeat")
+    def on_heartbeat(data=None):
+        """A cheap round trip: the page's connection check, and the benchmarks' event-loop probe."""
+        return {"ok": True}
+
     @socketio.on("join_conversation")
     def on_join(data):
         """A tab opens a conversation: join its room and get any reply still being generated."""
