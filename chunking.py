@@ -1,15 +1,15 @@
 """Split a long text into token-bounded chunks on natural boundaries, with overlap.
 
-Pure functions, no Flask: the file agent runs them off the event loop (agents/offload.py).
-The text is tokenised line by line, never in one call: tiktoken holds the GIL while it builds
-the token list, so one 5 MB call would stall every other thread for ~100 ms, while a line
-at a time keeps each stall to a few milliseconds.
+Pure functions, no Flask. The text is tokenised line by line, never in one call: tiktoken holds
+the GIL while it builds the token list, so one 5 MB call would stall every other thread for
+~100 ms, while a line at a time keeps each step to a fraction of a millisecond. Between lines
+`pause()` is called, so an event loop can run its other work (agents/offload.pauser).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import utils
 
@@ -36,7 +36,8 @@ class _Piece:
 
 
 def chunk_text(text: str, chunk_tokens: int, overlap_tokens: int = 0,
-               count: Callable[[str], int] = utils.count_tokens) -> list[Chunk]:
+               count: Callable[[str], int] = utils.count_tokens,
+               pause: Callable[[], None] = lambda: None) -> list[Chunk]:
     """Chunks of at most chunk_tokens each, cut at the strongest boundary in the chunk's second
     half (paragraph, then line, then sentence); each chunk after the first repeats up to
     overlap_tokens of the previous chunk's end, so no sentence loses its context."""
@@ -45,7 +46,7 @@ def chunk_text(text: str, chunk_tokens: int, overlap_tokens: int = 0,
     overlap_tokens = max(0, min(overlap_tokens, chunk_tokens // 2))
     chunks: list[Chunk] = []
     current: list[_Piece] = []
-    for piece in _pieces(text, chunk_tokens, count):
+    for piece in _pieces(text, chunk_tokens, count, pause):
         while current and _total(current) + piece.tokens > chunk_tokens:
             cut = _best_cut(current, chunk_tokens)
             emitted, rest = current[:cut], current[cut:]
@@ -87,20 +88,32 @@ def _tail(pieces: list[_Piece], limit: int) -> list[_Piece]:
     return kept
 
 
-def _pieces(text: str, chunk_tokens: int, count: Callable[[str], int]) -> list[_Piece]:
+def _pieces(text: str, chunk_tokens: int, count: Callable[[str], int],
+            pause: Callable[[], None]) -> Iterator[_Piece]:
     """Lines (a blank line after one marks a paragraph end), long lines cut into sentences and,
-    if still too long, into token-bounded slices; joined, the pieces are the text exactly."""
-    pieces: list[_Piece] = []
-    lines = _LINE.findall(text)
+    if still too long, into token-bounded slices; joined, the pieces are the text exactly.
+    A generator, so the caller's packing interleaves with it between pauses."""
     offset = 0
-    for i, line in enumerate(lines):
-        paragraph_end = line.strip() == "" or (i + 1 < len(lines) and lines[i + 1].strip() == "")
-        strength = PARAGRAPH if paragraph_end or i + 1 == len(lines) else LINE
+    for line, following in _lines(text):
+        pause()
+        paragraph_end = line.strip() == "" or following is None or following.strip() == ""
+        strength = PARAGRAPH if paragraph_end else LINE
         parts = _split_long(line, chunk_tokens, count)
         for j, (part, tokens, boundary) in enumerate(parts):
-            pieces.append(_Piece(part, tokens, strength if j + 1 == len(parts) else boundary, offset))
+            yield _Piece(part, tokens, strength if j + 1 == len(parts) else boundary, offset)
             offset += len(part)
-    return pieces
+
+
+def _lines(text: str) -> Iterator[tuple[str, str | None]]:
+    """Each line with the one after it (None for the last), found one at a time: a single C call
+    over megabytes (findall) would hold the GIL for tens of milliseconds."""
+    previous = None
+    for match in _LINE.finditer(text):
+        if previous is not None:
+            yield previous, match.group(0)
+        previous = match.group(0)
+    if previous is not None:
+        yield previous, None
 
 
 def _split_long(line: str, chunk_tokens: int, count: Callable[[str], int]) -> list[tuple[str, int, int]]:

@@ -4,7 +4,7 @@ Map: every chunk is analysed by a bounded pool (FILE_WORKERS) with retries. Redu
 chunk analyses are combined with utils.summarise_recursive, recursively when they do not fit
 one call. Each model call is cached by a hash of its exact input (per user), so the same file
 again, under any name, costs no model calls. Prompts never contain the file name for that
-reason. Tokenising runs off the event loop (agents/offload.py).
+reason. Tokenising yields to the event loop between lines (agents/offload.py).
 """
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ class Analysis:
 
 
 def split(text: str, config) -> list[chunking.Chunk]:
-    """Chunk on a real thread: tokenising megabytes must not hold up the event loop."""
-    return offload.run_blocking(chunking.chunk_text, text, config.CHUNK_SIZE_TOKENS, config.CHUNK_OVERLAP_TOKENS)
+    """Chunk in slices that yield to the event loop: tokenising megabytes must not hold it up."""
+    return chunking.chunk_text(text, config.CHUNK_SIZE_TOKENS, config.CHUNK_OVERLAP_TOKENS,
+                               pause=offload.pauser())
 
 
 class FileAnalyser:

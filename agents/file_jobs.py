@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import utils
-from agents import offload
 from agents.file_agent import FileAnalyser, split
 from agents.llm_client import LLMError
 
@@ -67,10 +66,8 @@ def run_upload_job(store, providers, config, job: UploadJob, notify: Callable[[s
 def _process(store, client, config, job: UploadJob, progress) -> dict:
     text, encoding = utils.decode_text(job.path.read_bytes())
     chunks = split(text, config)
-    # One transaction that indexes thousands of chunks: on a real thread, like the tokenising.
-    document = offload.run_blocking(store.add_document, job.user_id, job.file_name,
-                                    hashlib.sha256(text.encode()).hexdigest(), [c.text for c in chunks],
-                                    [c.tokens for c in chunks], job.conversation_id)
+    document = store.add_document(job.user_id, job.file_name, hashlib.sha256(text.encode()).hexdigest(),
+                                  [c.text for c in chunks], [c.tokens for c in chunks], job.conversation_id)
     facts = {"document_id": document["document_id"], "file_name": job.file_name, "job_id": job.job_id,
              "size_bytes": job.size_bytes, "encoding": encoding, "chunks": len(chunks)}
     store.append_message(job.user_id, job.conversation_id, "user", _upload_line(job, len(chunks)),

@@ -6,6 +6,7 @@ import uuid
 
 from flask import Flask, abort, current_app, request, session
 
+from agents import offload
 from storage import ConversationStore, make_store
 from .sessions import require_available_sessions
 
@@ -28,7 +29,8 @@ class _Holder:
                     store = make_store(self.config)
                     if self.config.AUTO_MIGRATE:
                         store.migrate()
-                    self.store = store
+                    # sqlite3 blocks the whole worker under eventlet/gevent; pymongo is cooperative.
+                    self.store = offload.off_loop(store) if store.backend == "sqlite" else store
         return self.store
 
 
