@@ -83,3 +83,17 @@ def test_each_decision_is_one_json_log_line_without_the_message(caplog):
 
 def test_public_decision_has_no_text():
     assert set(route("hi").public()) == {"agent", "rule", "reasoning", "matches", "execution_time_ms"}
+
+
+def test_model_classifier_asks_for_one_word_through_the_endpoint(tmp_path, fake_llm):
+    from agents.providers import Providers
+    from agents.router import model_classifier
+    from config import TestConfig
+    fake_llm.reply = "Knowledge."
+    client = Providers(TestConfig(tmp_path, OPENAI_BASE_URL=fake_llm.url),
+                       client_options={"max_retries": 0}).client("router")
+    decision = route("Anything on refunds?", document_names=["a.txt"], classify=model_classifier(client))
+    client.close()
+    assert decision.agent == "knowledge" and decision.rule == "classifier"
+    body = fake_llm.requests[-1].body
+    assert body["max_tokens"] == 3 and body["messages"][-1]["content"] == "Anything on refunds?"
