@@ -117,6 +117,7 @@ def test_attached_document_must_be_the_users_own(online):
     ack = sock.emit("send_message", {"message": "what is this?", "document_id": document["document_id"]},
                     callback=True)
     assert ack["ok"] is True
+    assert payloads(wait_for(sock, "response_done"), "routing")[0]["rule"] == "attachment"
     stranger_browser, stranger = _connect(browser.application)
     refused = stranger.emit("send_message", {"message": "what is this?", "document_id": document["document_id"]},
                             callback=True)
@@ -130,3 +131,18 @@ def test_upload_progress_reaches_the_users_socket(online, fake_llm):
     events = wait_for(sock, "file_done")
     assert payloads(events, "file_done")[0]["file_name"] == "a.txt"
     assert any(p["phase"] == "analysing" for p in payloads(events, "file_progress"))
+
+
+def test_math_pattern_that_is_not_maths_goes_to_chat(online, fake_llm):
+    _, sock = online
+    _, events = _say(sock, "What is 3 - 2 days from now?")
+    assert payloads(events, "routing")[0]["agent"] == "math"
+    done = payloads(events, "response_done")[0]
+    assert done["agent"] == "chat" and done["meta"]["routing"]["agent"] == "math"
+    assert "".join(c["chunk"] for c in payloads(events, "response_chunk")) == fake_llm.reply
+
+
+def test_math_pattern_that_is_not_maths_without_endpoint_explains(offline):
+    _, sock = offline
+    _, events = _say(sock, "/math what is love")
+    assert "could not read that as a calculation" in payloads(events, "response_chunk")[0]["chunk"]

@@ -1,0 +1,95 @@
+"""The async-mode adapter, in threading mode here and under a real eventlet hub in a subprocess."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from agents import offload
+from agents.file_jobs import sweep_orphans
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bounded_map_keeps_order_and_limits_concurrency():
+    running, peak = [0], [0]
+
+    def work(n):
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        running[0] -= 1
+        return n * n
+    assert offload.bounded_map(work, range(12), 3) == [n * n for n in range(12)]
+    assert peak[0] <= 3
+
+
+def test_bounded_map_raises_the_first_error_and_handles_empty_input():
+    def fail(n):
+        raise ValueError(n)
+    with pytest.raises(ValueError):
+        offload.bounded_map(fail, [1, 2], 2)
+    assert offload.bounded_map(fail, [], 4) == []
+
+
+def test_threading_mode_calls_directly():
+    target = object()
+    assert offload.off_loop(target) is target
+    assert offload.run_blocking(lambda a, b: a + b, 2, 3) == 5
+    offload.pauser()()  # a no-op
+    with pytest.raises(ValueError):
+        offload.configure("asyncio")
+
+
+EVENTLET_SCRIPT = textwrap.dedent("""
+    import eventlet
+    eventlet.monkey_patch()
+    import sys, time
+    sys.path.insert(0, ".")
+    from agents import offload
+    from storage.sqlite_store import SqliteStore
+    offload.configure("eventlet")
+    ticks = []
+    def ticker():
+        while True:
+            ticks.append(time.perf_counter())
+            eventlet.sleep(0.002)
+    eventlet.spawn(ticker)
+    started = time.perf_counter()
+    assert offload.bounded_map(lambda n: eventlet.sleep(0.1) or n, range(8), 4) == list(range(8))
+    assert 0.15 < time.perf_counter() - started < 0.35, "four at a time: two rounds of 0.1 s"
+    store = offload.off_loop(SqliteStore(sys.argv[1]))
+    assert store.backend == "sqlite" and store.migrate()
+    cid = store.create_conversation("alice", "t")["conversation_id"]
+    assert store.get_conversation("alice", cid)["title"] == "t"
+    pause, count = offload.pauser(0.003), 0
+    ticks.clear()
+    busy_until = time.perf_counter() + 0.3
+    while time.perf_counter() < busy_until:
+        sum(range(2000))
+        pause()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert len(ticks) > 20 and max(gaps) < 0.03, (len(ticks), max(gaps or [0]))
+    print("ok")
+""")
+
+
+def test_under_eventlet_the_hub_keeps_running(tmp_path):
+    result = subprocess.run([sys.executable, "-c", EVENTLET_SCRIPT, str(tmp_path / "e.sqlite3")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_sweep_removes_only_old_saved_uploads(tmp_path):
+    old, fresh, other = tmp_path / "a.upload", tmp_path / "b.upload", tmp_path / "keep.txt"
+    for path in (old, fresh, other):
+        path.write_text("x")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    os.utime(other, (time.time() - 7200, time.time() - 7200))
+    assert sweep_orphans(tmp_path) == 1
+    assert not old.exists() and fresh.exists() and other.exists()
+    assert sweep_orphans(tmp_path / "missing") == 0
