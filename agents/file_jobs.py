@@ -52,7 +52,8 @@ def run_upload_job(store, providers, config, job: UploadJob, notify: Callable[[s
         log.info("File job %s done in %.1f s: %s", job.job_id, time.monotonic() - started,
                  {k: result[k] for k in ("chunks", "model_calls", "cached_calls")})
     except Exception as error:  # the job must end in a state the user can see
-        message = error.message if isinstance(error, LLMError) else "The file could not be analysed."
+        message = (error.message if isinstance(error, LLMError) else str(error) if isinstance(error, utils.NotText)
+                   else "The file could not be analysed.")
         if not isinstance(error, (LLMError, utils.NotText)):
             log.exception("File job %s failed", job.job_id)
         store.update_job(job.user_id, job.job_id, status="error", error=message)
