@@ -142,12 +142,12 @@ def answer_in_chat(turn: Turn) -> Reply:
     document = (store.get_document(turn.user_id, turn.attachment) if turn.attachment
                 else next(iter(store.list_documents(turn.user_id, 1)), None))
     if document is None:
-        return _say(turn, NO_FILE, {})
+        return turn.say(NO_FILE, "file")
     client = turn.clients.get("file")
     meta = {"document_id": document["document_id"], "file_name": document["file_name"]}
     if client is None:
-        return _say(turn, f"No model endpoint is configured, so I cannot analyse {document['file_name']}. "
-                          "Ask about it with /ask to see the matching passages.", meta)
+        return turn.say(f"No model endpoint is configured, so I cannot analyse {document['file_name']}. "
+                        "Ask about it with /ask to see the matching passages.", "file", meta)
     chunks = [chunk["content"] for chunk in store.document_chunks(turn.user_id, document["document_id"])]
     analyser = FileAnalyser(store, turn.user_id, client, turn.deps.config,
                             progress=lambda payload: turn.emitter.progress({**payload, **meta}),
@@ -159,10 +159,5 @@ def answer_in_chat(turn: Turn) -> Reply:
         return Reply("Analysis stopped.", "stopped", agent="file", meta=meta)
     except LLMError as error:
         turn.emitter.error(error.message)
-        return Reply("", "error", agent="file", meta=meta, emitted_error=True)
-    return _say(turn, analysis.text, {**meta, **analysis.public()})
-
-
-def _say(turn: Turn, text: str, meta: dict) -> Reply:
-    turn.emitter.chunk(text)
-    return Reply(text, "stop", agent="file", meta=meta)
+        return Reply("", "error", agent="file", meta=meta)
+    return turn.say(analysis.text, "file", {**meta, **analysis.public()})

@@ -71,9 +71,9 @@ def _process(store, client, config, job: UploadJob, progress) -> dict:
                                   [c.text for c in chunks], [c.tokens for c in chunks], job.conversation_id)
     facts = {"document_id": document["document_id"], "file_name": job.file_name, "job_id": job.job_id,
              "size_bytes": job.size_bytes, "encoding": encoding, "chunks": len(chunks)}
-    store.append_message(job.user_id, job.conversation_id, "user", _upload_line(job, len(chunks)),
-                         tokens=utils.message_tokens("user", _upload_line(job, len(chunks))), agent="file",
-                         meta=facts)
+    line = _upload_line(job, len(chunks))
+    store.append_message(job.user_id, job.conversation_id, "user", line,
+                         tokens=utils.message_tokens("user", line), agent="file", meta=facts)
     if client is None:
         analysis_text, stats = STORED_ONLY.format(name=job.file_name, chunks=len(chunks)), {}
     else:

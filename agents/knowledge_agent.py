@@ -24,7 +24,8 @@ def answer(turn: Turn) -> Reply | None:
     hits = deps.store.search_chunks(turn.user_id, turn.text, limit=deps.config.KNOWLEDGE_CHUNKS)
     if not hits:
         names = [d["file_name"] for d in deps.store.list_documents(turn.user_id, 5)]
-        return _say(turn, NOTHING_FOUND.format(names=", ".join(names)) if names else NO_FILES, [])
+        return turn.say(NOTHING_FOUND.format(names=", ".join(names)) if names else NO_FILES, "knowledge",
+                        {"citations": []})
     client = turn.clients.get("knowledge")
     if client is None:
         return _quote(turn, hits)
@@ -66,12 +67,7 @@ def _quote(turn: Turn, hits: list[dict]) -> Reply:
         if len(passage) > QUOTE_CHARS:
             passage = passage[:QUOTE_CHARS].rsplit(" ", 1)[0] + " …"
         lines.append(f"\n> {passage}\n\n— {hit['file_name']}, chunk {hit['index'] + 1}")
-    return _say(turn, "\n".join(lines), hits)
-
-
-def _say(turn: Turn, text: str, hits: list[dict]) -> Reply:
-    turn.emitter.chunk(text)
-    return Reply(text, "stop", agent="knowledge", meta={"citations": [_citation(hit) for hit in hits]})
+    return turn.say("\n".join(lines), "knowledge", {"citations": [_citation(hit) for hit in hits]})
 
 
 def _sources(hits: list[dict]) -> str:

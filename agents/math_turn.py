@@ -17,15 +17,10 @@ def answer(turn: Turn, explicit: bool) -> Reply | None:
     try:
         result = solve_math(turn.text)
     except MathRefused as refusal:
-        return _say(turn, str(refusal), {"math": {"refused": True}})
+        return turn.say(str(refusal), "math", {"math": {"refused": True}})
     except NotMath:
         if not explicit and turn.clients.get("chat") is not None:
             log.info("Math pattern matched but the text is not a calculation; handing over to chat")
             return None
-        return _say(turn, NOT_READABLE, {"math": {"refused": True}})
-    return _say(turn, result.text, {"math": {"kind": result.kind, "result": result.result}})
-
-
-def _say(turn: Turn, text: str, meta: dict) -> Reply:
-    turn.emitter.chunk(text)
-    return Reply(text, "stop", agent="math", meta=meta)
+        return turn.say(NOT_READABLE, "math", {"math": {"refused": True}})
+    return turn.say(result.text, "math", {"math": {"kind": result.kind, "result": result.result}})

@@ -80,10 +80,15 @@ def _decide(text: str, attachment: str | None, names: list[str], classify) -> De
 def _mentions(text: str, names: list[str]) -> list[str]:
     """Upload words (file, document...) or one of the user's file names, with or without extension."""
     lowered = text.lower()
-    found = [name for name in names if name.lower() in lowered
-             or (len(name.rsplit(".", 1)[0]) >= 3 and name.rsplit(".", 1)[0].lower() in lowered)]
+    found = [name for name in names if name.lower() in lowered or _stem_mentioned(name, lowered)]
     words = [match.group(0).lower() for match in _ABOUT_UPLOADS.finditer(text)]
     return list(dict.fromkeys(found + words))
+
+
+def _stem_mentioned(name: str, lowered_text: str) -> bool:
+    """`handbook` for handbook.md; stems under three letters would match too much."""
+    stem = name.rsplit(".", 1)[0].lower()
+    return len(stem) >= 3 and stem in lowered_text
 
 
 def _safe_classify(classify, text: str) -> str | None:

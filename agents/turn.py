@@ -64,12 +64,9 @@ def _answer(turn: Turn, decision) -> Reply | None:
     elif decision.agent == "knowledge":
         return knowledge_agent.answer(turn)
     if turn.clients.get("chat") is None:
-        turn.emitter.chunk(NOT_CONFIGURED)
-        return Reply(NOT_CONFIGURED, "error", agent="system")
+        return turn.say(NOT_CONFIGURED, "system", finish_reason="error")
     if decision.rule == "command" and not turn.text.strip():
-        text = "Type a message after the command."
-        turn.emitter.chunk(text)
-        return Reply(text, "stop", agent="system")
+        return turn.say("Type a message after the command.", "system")
     return chat_agent.answer(turn)
 
 
@@ -83,12 +80,11 @@ def _finish(turn: Turn, reply: Reply) -> Reply:
     usage = reply.usage or {}
     completion = usage.get("completion_tokens") or utils.count_tokens(reply.text)
     conversation = deps.store.get_conversation(turn.user_id, turn.conversation_id)
-    chat = turn.clients.get("chat")
+    chat_model = next((endpoint.model for endpoint in deps.providers.endpoints("chat")), "")
     turn.emitter.usage({"total_tokens_used": conversation["total_tokens"],
                         "prompt_tokens": usage.get("prompt_tokens") or reply.prompt_tokens,
                         "completion_tokens": completion,
-                        "context_budget": deps.config.context_window(chat.model if chat else "")
-                        - deps.config.REPLY_TOKENS,
+                        "context_budget": deps.config.context_window(chat_model) - deps.config.REPLY_TOKENS,
                         "summary_tokens": reply.summary_tokens})
     turn.emitter.done(turn.reply_id, reply.finish_reason, {"agent": reply.agent, "meta": reply.meta})
     return reply

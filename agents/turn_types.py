@@ -52,6 +52,11 @@ class Turn:
     text: str = ""  # the user's message without any router command
     attachment: str | None = None  # a document_id the message is about
 
+    def say(self, text: str, agent: str, meta: dict | None = None, finish_reason: str = "stop") -> "Reply":
+        """A whole reply at once (no model stream): sent to the page, returned for storing."""
+        self.emitter.chunk(text)
+        return Reply(text, finish_reason, agent=agent, meta=meta or {})
+
 
 @dataclass
 class Reply:
@@ -64,4 +69,3 @@ class Reply:
     summary_tokens: int = 0
     agent: str = "chat"
     meta: dict = field(default_factory=dict)
-    emitted_error: bool = False  # the agent already told the page what went wrong

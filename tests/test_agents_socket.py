@@ -1,12 +1,10 @@
 """Agents behind send_message: routing event, math without an endpoint, knowledge with citations,
 /file over an upload, with the Flask-SocketIO test client."""
-import io
-
 import pytest
 
 from app import socketio
 from test_socket_events import payloads, wait_for
-from test_uploads import wait_for_job
+from test_uploads import post_upload, wait_for_job
 
 
 def _connect(app):
@@ -37,9 +35,7 @@ def _say(sock, text, **extra):
 
 
 def _upload(browser, name, data):
-    response = browser.post("/upload_file", data={"file": (io.BytesIO(data), name)},
-                            content_type="multipart/form-data")
-    return wait_for_job(browser, response.get_json()["job_id"])
+    return wait_for_job(browser, post_upload(browser, name, data).get_json()["job_id"])
 
 
 @pytest.mark.parametrize("question, answer", [("What is 65 x 3.11?", "202.15"), ("Calculate (42 * 2) / 6", "14"),

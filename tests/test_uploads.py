@@ -7,7 +7,7 @@ import pytest
 from fake_llm import Fault
 
 
-def _upload(client, name, data, **form):
+def post_upload(client, name, data, **form):
     return client.post("/upload_file", data={"file": (io.BytesIO(data), name), **form},
                        content_type="multipart/form-data")
 
@@ -29,7 +29,7 @@ def wait_for_job(client, job_id, seconds=10.0):
     ("café".encode("latin-1"), "latin-1"),
 ])
 def test_upload_accepts_text_in_common_encodings(client, data, encoding):
-    response = _upload(client, "notes.txt", data)
+    response = post_upload(client, "notes.txt", data)
     assert response.status_code == 202
     body = response.get_json()
     assert body["encoding"] == encoding and body["file_name"] == "notes.txt"
@@ -37,36 +37,36 @@ def test_upload_accepts_text_in_common_encodings(client, data, encoding):
 
 
 def test_upload_rejects_disallowed_extension(client):
-    response = _upload(client, "evil.exe", b"MZ")
+    response = post_upload(client, "evil.exe", b"MZ")
     assert response.status_code == 400 and response.get_json()["message"].startswith("Unsupported file type.")
 
 
 def test_upload_rejects_binary_disguised_as_text(client):
-    response = _upload(client, "photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    response = post_upload(client, "photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     assert response.status_code == 415 and response.get_json()["message"] == "The file looks binary, not text."
 
 
 @pytest.mark.parametrize("data", [b"\xef\xbb\xbfok \xff\xfe\xfd", bytes(range(0x80, 0xa0)) * 20],
                          ids=["broken-utf8-after-bom", "c1-controls"])
 def test_upload_rejects_undecodable_bytes(client, data):
-    response = _upload(client, "notes.txt", data)
+    response = post_upload(client, "notes.txt", data)
     assert response.status_code == 415 and "not" in response.get_json()["message"]
 
 
 def test_upload_rejects_whitespace_only_file(client):
-    response = _upload(client, "blank.txt", b"  \n\n\t ")
+    response = post_upload(client, "blank.txt", b"  \n\n\t ")
     assert response.status_code == 400 and response.get_json()["message"] == "The file contains only whitespace."
 
 
 def test_upload_rejects_oversized_file(make_app):
     client = make_app(MAX_FILE_SIZE_MB=0.01).test_client()
-    response = _upload(client, "big.txt", b"a" * 20_000)
+    response = post_upload(client, "big.txt", b"a" * 20_000)
     assert response.status_code == 413 and "0.01 MB" in response.get_json()["message"]
 
 
 def test_upload_rejects_request_far_over_limit(make_app):
     client = make_app(MAX_FILE_SIZE_MB=0.01).test_client()
-    response = _upload(client, "big.txt", b"a" * 200_000)
+    response = post_upload(client, "big.txt", b"a" * 200_000)
     assert response.status_code == 413 and "message" in response.get_json()
 
 
@@ -81,7 +81,7 @@ def test_upload_requires_a_file(client, form, message):
                                           ("..\\..\\windows\\win.txt", "windowswin.txt"),
                                           ("/abs/path.md", "abs_path.md")])
 def test_upload_path_traversal_name_is_neutralised(client, app, name, stored):
-    response = _upload(client, name, b"root")
+    response = post_upload(client, name, b"root")
     assert response.status_code == 202 and response.get_json()["file_name"] == stored
     wait_for_job(client, response.get_json()["job_id"])
     instance = app.config["CHAT"].INSTANCE_PATH
@@ -89,17 +89,17 @@ def test_upload_path_traversal_name_is_neutralised(client, app, name, stored):
 
 
 def test_upload_only_dots_is_no_file(client):
-    response = _upload(client, "../..", b"x")
+    response = post_upload(client, "../..", b"x")
     assert response.status_code == 400 and response.get_json()["message"] == "No file selected."
 
 
 def test_upload_empty_file_is_400(client):
-    response = _upload(client, "empty.txt", b"")
+    response = post_upload(client, "empty.txt", b"")
     assert response.status_code == 400 and response.get_json()["message"] == "The file is empty."
 
 
 def test_upload_without_endpoint_stores_chunks_and_says_so(client, app):
-    response = _upload(client, "guide.md", b"# Guide\n\nThe launch code is pineapple.\n")
+    response = post_upload(client, "guide.md", b"# Guide\n\nThe launch code is pineapple.\n")
     body = wait_for_job(client, response.get_json()["job_id"])
     assert body["status"] == "done" and body["message"] == "File was uploaded and analyzed successfully."
     assert "not analysed" in body["analysis"] and body["chunks"] == 1 and body["model_calls"] == 0
@@ -112,29 +112,29 @@ def test_upload_without_endpoint_stores_chunks_and_says_so(client, app):
 def test_upload_is_analysed_through_the_endpoint(make_app, fake_llm):
     client = make_app(OPENAI_BASE_URL=fake_llm.url).test_client()
     client.get("/")
-    response = _upload(client, "notes.txt", b"Meeting notes: ship on Friday.")
+    response = post_upload(client, "notes.txt", b"Meeting notes: ship on Friday.")
     assert response.status_code == 202 and response.get_json()["status"] == "pending"
     body = wait_for_job(client, response.get_json()["job_id"])
     assert body["analysis"] == fake_llm.reply and body["model_calls"] == 1
-    again = wait_for_job(client, _upload(client, "copy.txt", b"Meeting notes: ship on Friday.").get_json()["job_id"])
+    again = wait_for_job(client, post_upload(client, "copy.txt", b"Meeting notes: ship on Friday.").get_json()["job_id"])
     assert again["model_calls"] == 0 and again["cached_calls"] == 1 and len(fake_llm.requests) == 1
 
 
 def test_upload_into_an_existing_conversation(client, conversation_id, other_client):
-    body = wait_for_job(client, _upload(client, "a.txt", b"hello", conversation_id=conversation_id)
+    body = wait_for_job(client, post_upload(client, "a.txt", b"hello", conversation_id=conversation_id)
                         .get_json()["job_id"])
     assert body["conversation_id"] == conversation_id
-    assert _upload(other_client, "a.txt", b"hello", conversation_id=conversation_id).status_code == 404
+    assert post_upload(other_client, "a.txt", b"hello", conversation_id=conversation_id).status_code == 404
 
 
 def test_upload_job_error_is_reported(make_app, fake_llm):
     client = make_app(OPENAI_BASE_URL=fake_llm.url).test_client()
     fake_llm.fail_next(*[Fault.http(400, message="model not found")] * 3)
-    body = wait_for_job(client, _upload(client, "a.txt", b"hello").get_json()["job_id"])
+    body = wait_for_job(client, post_upload(client, "a.txt", b"hello").get_json()["job_id"])
     assert body["status"] == "error" and "model not found" in body["message"]
 
 
 def test_jobs_are_private_and_unknown_ids_404(client, other_client):
-    job_id = _upload(client, "a.txt", b"hello").get_json()["job_id"]
+    job_id = post_upload(client, "a.txt", b"hello").get_json()["job_id"]
     assert other_client.get(f"/jobs/{job_id}").status_code == 404
     assert client.get("/jobs/nope").get_json() == {"message": "Job not found."}
