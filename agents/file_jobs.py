@@ -1,8 +1,8 @@
 """An upload's background job (seed 004): pending -> processing -> done | error.
 
-The route has already validated the file and saved it under a random name outside static/;
-the job decodes it, keeps its chunks for the knowledge agent, analyses it, stores the exchange
-in the conversation and deletes the saved file, whatever happens.
+The route has already validated and decoded the file and saved its text (UTF-8) under a random
+name outside static/; the job keeps its chunks for the knowledge agent, analyses it, stores the
+exchange in the conversation and deletes the saved file, whatever happens.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class UploadJob:
     path: Path
     file_name: str
     size_bytes: int
+    encoding: str  # what the upload was decoded from; the saved text is UTF-8
 
 
 def run_upload_job(store, providers, config, job: UploadJob, notify: Callable[[str, dict], None]) -> None:
@@ -52,9 +53,8 @@ def run_upload_job(store, providers, config, job: UploadJob, notify: Callable[[s
         log.info("File job %s done in %.1f s: %s", job.job_id, time.monotonic() - started,
                  {k: result[k] for k in ("chunks", "model_calls", "cached_calls")})
     except Exception as error:  # the job must end in a state the user can see
-        message = (error.message if isinstance(error, LLMError) else str(error) if isinstance(error, utils.NotText)
-                   else "The file could not be analysed.")
-        if not isinstance(error, (LLMError, utils.NotText)):
+        message = error.message if isinstance(error, LLMError) else "The file could not be analysed."
+        if not isinstance(error, LLMError):
             log.exception("File job %s failed", job.job_id)
         store.update_job(job.user_id, job.job_id, status="error", error=message)
         notify("file_error", {"job_id": job.job_id, "conversation_id": job.conversation_id, "message": message})
@@ -65,12 +65,12 @@ def run_upload_job(store, providers, config, job: UploadJob, notify: Callable[[s
 
 
 def _process(store, client, config, job: UploadJob, progress) -> dict:
-    text, encoding = utils.decode_text(job.path.read_bytes())
+    text = job.path.read_text(encoding="utf-8")
     chunks = split(text, config)
     document = store.add_document(job.user_id, job.file_name, hashlib.sha256(text.encode()).hexdigest(),
                                   [c.text for c in chunks], [c.tokens for c in chunks], job.conversation_id)
     facts = {"document_id": document["document_id"], "file_name": job.file_name, "job_id": job.job_id,
-             "size_bytes": job.size_bytes, "encoding": encoding, "chunks": len(chunks)}
+             "size_bytes": job.size_bytes, "encoding": job.encoding, "chunks": len(chunks)}
     line = _upload_line(job, len(chunks))
     store.append_message(job.user_id, job.conversation_id, "user", line,
                          tokens=utils.message_tokens("user", line), agent="file", meta=facts)

@@ -129,7 +129,7 @@ class FailoverClient:
                 log.info("Skipping endpoint %s: its circuit is open", endpoint.name)
                 continue
             except (LLMUnavailable, LLMBadRequest) as error:
-                if isinstance(error, LLMBadRequest) and error.status not in ENDPOINT_STATUSES:
+                if _not_the_endpoints_fault(error):
                     raise
                 log.warning("Endpoint %s failed (%s); trying the next one", endpoint.name, error.message)
                 last_error = error

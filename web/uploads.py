@@ -1,7 +1,7 @@
 """`/upload_file` validates at once and answers with a job; `/jobs/<id>` reports on it (seed 004).
 
-The file is saved under a random name in instance/uploads (never under static/, never under
-the user's name) and deleted by the job once it is analysed.
+The file is decoded once, here, and its text saved under a random name in instance/uploads
+(never under static/, never under the user's name); the job deletes it once it is analysed.
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def upload_file():
     store, user_id = get_store(), current_user_id()
     conversation_id = _conversation_for(store, user_id, name)
     job = store.create_job(user_id, "file_analysis", conversation_id)
-    path = _save(upload_folder(config), raw)
-    _start(UploadJob(user_id, job["job_id"], conversation_id, path, name, len(raw)))
+    path = _save(upload_folder(config), text.encode("utf-8"))
+    _start(UploadJob(user_id, job["job_id"], conversation_id, path, name, len(raw), encoding))
     return jsonify(message="File was uploaded; its analysis has started.", job_id=job["job_id"],
                    status=job["status"], conversation_id=conversation_id, file_name=name,
                    size_bytes=len(raw), encoding=encoding, characters=len(text)), 202
@@ -79,12 +79,12 @@ def _conversation_for(store, user_id: str, file_name: str) -> str:
     return store.create_conversation(user_id, file_name[:60])["conversation_id"]
 
 
-def _save(folder: Path, raw: bytes) -> Path:
-    """A random, unguessable name; readable by this user only."""
+def _save(folder: Path, data: bytes) -> Path:
+    """A random, unguessable name; readable by this process's user only."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{secrets.token_hex(16)}.upload"
     path.touch(mode=0o600)
-    path.write_bytes(raw)
+    path.write_bytes(data)
     return path
 
 
