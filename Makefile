@@ -10,10 +10,15 @@ $(BIN)/.installed: requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-run: $(BIN)/.installed            ## start the app on the embedded defaults (SQLite, file sessions)
+node_modules/.installed: package.json package-lock.json   ## front-end libraries the app serves itself (no CDN)
+	@command -v npm >/dev/null || { echo "npm is needed for the page's libraries: apt-get install nodejs npm"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(BIN)/.installed node_modules/.installed            ## start the app on the embedded defaults (SQLite, file sessions)
 	$(BIN)/python app.py
 
-test: $(BIN)/.installed           ## the whole test suite with coverage (starts Redis if it is down)
+test: $(BIN)/.installed node_modules/.installed           ## the whole test suite with coverage (starts Redis if it is down)
 	bash scripts/ensure_redis.sh
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest

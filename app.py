@@ -12,6 +12,7 @@ import sys
 from flask import Flask
 from flask_socketio import SocketIO
 
+import logs
 import utils
 from config import Config, ConfigError
 
@@ -22,10 +23,12 @@ log = logging.getLogger("chat")
 def create_app(config: Config | None = None) -> Flask:
     """Build the app from a validated Config; no database is touched until first use."""
     config = (config or Config()).validate()
+    logs.configure(config)
     app = Flask(__name__, instance_path=str(config.INSTANCE_PATH))
     app.config.update(config.flask_settings())
     app.config["CHAT"] = config
     from web import register, register_socket_events, sessions
+    logs.init_app(app)  # first, so every later hook and handler logs with the request id
     sessions.init_app(app, config)
     register_socket_events(socketio)
     # manage_session=False: socket handlers read the same server-side session as HTTP routes.
@@ -78,7 +81,6 @@ def __getattr__(name: str):
 if __name__ == "__main__":
     application = _build_or_exit()
     settings = application.config["CHAT"]
-    logging.basicConfig(level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s: %(message)s")
     log.info("Serving on http://%s:%s (store: %s)", settings.HOST, settings.PORT,
              "mongodb" if settings.MONGODB_URI else "sqlite")
     socketio.run(application, host=settings.HOST, port=settings.PORT, allow_unsafe_werkzeug=True)

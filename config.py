@@ -9,11 +9,13 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlparse
 
+import limits
 from dotenv import load_dotenv
 
 ROOT = Path(__file__).resolve().parent
 STORE_SCHEMES = ("mongodb", "mongodb+srv")
 AGENTS = ("chat", "knowledge", "file", "summary", "router")  # the agents that call a model
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -53,6 +55,7 @@ class Config:
         self.REPLY_TOKENS = _number("REPLY_TOKENS", "800")
         self.CHUNK_SIZE_TOKENS = _number("CHUNK_SIZE_TOKENS", "1000")
         self.MAX_FILE_SIZE_MB = _number("MAX_FILE_SIZE_MB", "5.0", float)
+        self.IMPORT_MAX_MB = _number("IMPORT_MAX_MB", "50", float)
         self.ALLOWED_EXTENSIONS = _extensions(_env("ALLOWED_EXTENSIONS", "txt,md,json"))
         self.OPENAI_BASE_URL = _env("OPENAI_BASE_URL") or _env("AZURE_API_URL")
         self.OPENAI_API_KEY = _env("OPENAI_API_KEY") or _env("API_KEY")
@@ -60,6 +63,10 @@ class Config:
         self.HOST = _env("HOST", "127.0.0.1")
         self.PORT = _number("PORT", "5000")
         self.LOG_LEVEL = _env("LOG_LEVEL", "INFO").upper()
+        self.LOG_FORMAT = _env("LOG_FORMAT", "text").lower()
+        self.LOG_FILE = _env("LOG_FILE")
+        self.LOG_MAX_BYTES = _number("LOG_MAX_BYTES", str(10 * 1024 * 1024))
+        self.LOG_BACKUPS = _number("LOG_BACKUPS", "5")
         self.AUTO_MIGRATE = _flag("AUTO_MIGRATE", "true")
         self.SEARCH_CANDIDATES = _number("SEARCH_CANDIDATES", "2000")
         self.ASYNC_MODE = _env("ASYNC_MODE", "threading")
@@ -79,6 +86,13 @@ class Config:
         self.BREAKER_FAIL_MAX = _number("BREAKER_FAIL_MAX", "3")
         self.BREAKER_RESET_S = _number("BREAKER_RESET_S", "30", float)
         self.ROUTER_LLM = _flag("ROUTER_LLM", "false")
+        self.AUTO_TITLE = _flag("AUTO_TITLE", "true")
+        self.RATELIMIT_ENABLED = _flag("RATELIMIT_ENABLED", "true")
+        self.RATELIMIT_PER_USER = _env("RATELIMIT_PER_USER", "300 per minute")
+        self.RATELIMIT_PER_IP = _env("RATELIMIT_PER_IP", "1200 per minute")
+        self.RATELIMIT_MESSAGES = _env("RATELIMIT_MESSAGES", "30 per minute")
+        self.MAX_CONCURRENT_GENERATIONS = _number("MAX_CONCURRENT_GENERATIONS", "2")
+        self.TRUSTED_PROXIES = _number("TRUSTED_PROXIES", "0")
         self.FILE_WORKERS = _number("FILE_WORKERS", "4")
         self.CHUNK_OVERLAP_TOKENS = _number("CHUNK_OVERLAP_TOKENS", "100")
         self.KNOWLEDGE_CHUNKS = _number("KNOWLEDGE_CHUNKS", "4")
@@ -92,9 +106,17 @@ class Config:
         if self.APP_ENV not in ("development", "production", "testing"):
             raise ConfigError(f"APP_ENV must be development, production or testing, got {self.APP_ENV!r}")
         for name in ("MAX_TOKENS", "REPLY_TOKENS", "CHUNK_SIZE_TOKENS", "SEARCH_CANDIDATES", "BREAKER_FAIL_MAX",
-                     "FILE_WORKERS", "KNOWLEDGE_CHUNKS"):
+                     "FILE_WORKERS", "KNOWLEDGE_CHUNKS", "LOG_MAX_BYTES", "LOG_BACKUPS", "MAX_CONCURRENT_GENERATIONS"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("RATELIMIT_PER_USER", "RATELIMIT_PER_IP", "RATELIMIT_MESSAGES"):
+            try:
+                limits.parse_many(getattr(self, name))
+            except ValueError:
+                raise ConfigError(f"{name} must be a rate like '30 per minute' or '5/second', "
+                                  f"got {getattr(self, name)!r}") from None
+        if not 0 <= self.TRUSTED_PROXIES <= 5:
+            raise ConfigError(f"TRUSTED_PROXIES must be between 0 and 5, got {self.TRUSTED_PROXIES}")
         if not 0 <= self.CHUNK_OVERLAP_TOKENS <= self.CHUNK_SIZE_TOKENS // 2:
             raise ConfigError(f"CHUNK_OVERLAP_TOKENS must be between 0 and half of CHUNK_SIZE_TOKENS, "
                               f"got {self.CHUNK_OVERLAP_TOKENS}")
@@ -108,13 +130,18 @@ class Config:
         for model, window in self.MODEL_CONTEXT_WINDOWS.items():
             if window <= self.REPLY_TOKENS:
                 raise ConfigError(f"MODEL_CONTEXT_WINDOWS: {model}={window} must be larger than REPLY_TOKENS")
-        if self.MAX_FILE_SIZE_MB <= 0:
-            raise ConfigError(f"MAX_FILE_SIZE_MB must be a positive number, got {self.MAX_FILE_SIZE_MB}")
+        for name in ("MAX_FILE_SIZE_MB", "IMPORT_MAX_MB"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
         if self.MAX_TOKENS <= self.REPLY_TOKENS:
             raise ConfigError(
                 f"MAX_TOKENS ({self.MAX_TOKENS}) must be larger than REPLY_TOKENS ({self.REPLY_TOKENS})")
         if not 0 < self.PORT < 65536:
             raise ConfigError(f"PORT must be between 1 and 65535, got {self.PORT}")
+        if self.LOG_LEVEL not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.LOG_LEVEL!r}")
+        if self.LOG_FORMAT not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {self.LOG_FORMAT!r}")
         if self.ASYNC_MODE not in ("threading", "eventlet", "gevent"):
             raise ConfigError(f"ASYNC_MODE must be threading, eventlet or gevent, got {self.ASYNC_MODE!r}")
         if not self.ALLOWED_EXTENSIONS:
@@ -157,6 +184,14 @@ class Config:
     def sqlite_path(self) -> Path:
         return Path(self.SQLITE_PATH) if self.SQLITE_PATH else self.INSTANCE_PATH / "chat.sqlite3"
 
+    @property
+    def log_path(self) -> Path | None:
+        """LOG_FILE, a relative path taken under INSTANCE_PATH; None logs to stderr only."""
+        if not self.LOG_FILE:
+            return None
+        path = Path(self.LOG_FILE).expanduser()
+        return path if path.is_absolute() else self.INSTANCE_PATH / path
+
 
 class TestConfig(Config):
     """Test settings: a private instance folder, no Redis, no endpoint unless a test sets one."""
@@ -175,6 +210,9 @@ class TestConfig(Config):
         self.FALLBACK_BASE_URL = None
         self.FALLBACK_API_KEY = None
         self.AGENT_ENDPOINTS, self.AGENT_API_KEYS, self.AGENT_MODELS = {}, {}, {}
+        self.AUTO_TITLE = False  # tests that count model requests would see the title call
+        self.RATELIMIT_ENABLED = False  # on in tests/test_limits.py, which tests them
+        self.LOG_FILE = None  # a LOG_FILE in .env is for the real server, not for test runs
         self.SECRET_KEY = "test-secret-key"
         for name, value in overrides.items():
             setattr(self, name, value)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+import metrics
+import threads
 import utils
 from agents.llm_client import ContextLengthExceeded, LLMError, LLMStreamError
 from agents.summariser import summariser
@@ -36,7 +38,8 @@ def answer(turn: Turn, agent: str = "chat", extra_system: str = "") -> Reply | N
 def _plan(turn: Turn, model: str, extra_system: str, tighter: bool) -> utils.ContextPlan:
     deps, config = turn.deps, turn.deps.config
     conversation = deps.store.get_conversation(turn.user_id, turn.conversation_id)
-    history = deps.store.list_messages(turn.user_id, turn.conversation_id)
+    stored = deps.store.list_messages(turn.user_id, turn.conversation_id)
+    history = threads.thread(stored, turn.user_message_id)  # the branch being answered
     ratio = deps.calibration.ratio(model) * (1.25 if tighter else 1.0)
     budget = utils.Budget(config.context_window(model), config.REPLY_TOKENS, compact_at=config.COMPACT_AT,
                           summary_tokens=config.SUMMARY_TOKENS, ratio=ratio)
@@ -89,6 +92,7 @@ def _stream(client, plan, reply_tokens: int, turn: Turn) -> tuple[str, str, dict
             raise LLMStreamError("The model stopped: the conversation is too long.", partial="".join(parts))
         raise
     except LLMError as error:
+        metrics.error(metrics.llm_error_kind(error))
         emitter.error(error.message)
         return "".join(parts) or getattr(error, "partial", "") or "", "error", usage
     finally:

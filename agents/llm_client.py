@@ -115,6 +115,24 @@ class LLMClient:
         """The whole reply at once (for the summariser), built on stream_chat."""
         return collect(self.stream_chat(messages, max_tokens, temperature, extra))
 
+    def models(self, timeout: float = 3.0) -> list[str]:
+        """The endpoint's model ids (GET …/models), for the page's model picker; one quick try.
+
+        Raises LLMError when the endpoint does not list models (Azure deployments, some proxies).
+        """
+        if self.endpoint.azure:
+            raise LLMBadRequest("Azure deployments do not list models.")
+        url = self.endpoint.url[: -len("/chat/completions")] + "/models"
+        try:
+            response = self._session.get(url, headers=request_headers(self.endpoint, self._api_key),
+                                         timeout=(min(timeout, self.timeout[0]), timeout), allow_redirects=False)
+            data = response.json().get("data") if response.status_code == 200 else None
+        except (requests.RequestException, ValueError, AttributeError) as exc:
+            raise LLMUnavailable("The model endpoint did not list its models.") from exc
+        if not isinstance(data, list):
+            raise LLMUnavailable(f"The model endpoint answered {response.status_code} to the model list.")
+        return sorted({item["id"] for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)})
+
     # -- one attempt ------------------------------------------------------------------------
 
     def _body(self, messages, max_tokens, temperature, extra) -> dict:

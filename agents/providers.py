@@ -9,17 +9,20 @@ through its timeouts and retries first.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import pybreaker
 
+import metrics
 from agents.llm_client import (ContextLengthExceeded, LLMBadRequest, LLMClient, LLMError,
                                LLMUnavailable, collect)
 from agents.sse import StreamEvent
 
 log = logging.getLogger("chat.providers")
 AGENTS = ("chat", "knowledge", "file", "summary", "router")
+MODEL_LIST_TTL_S = 60
 ENDPOINT_STATUSES = (401, 403, 404)  # the endpoint itself is wrong or gone: worth trying the next one
 ALL_DOWN = ("The model endpoints are not answering right now, so I cannot reply. Your message is "
             "saved; please try again in a minute.")
@@ -49,6 +52,7 @@ class Providers:
         self.client_options = {**({"sleep": sleep} if sleep else {}), **(client_options or {})}
         self._redis = redis_client
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self._models: tuple[float, list[str]] | None = None
 
     def endpoints(self, agent: str) -> list[Endpoint]:
         """The agent's endpoints in the order they are tried (empty: none configured)."""
@@ -66,12 +70,35 @@ class Providers:
                                   config.FALLBACK_MODEL or model))
         return found
 
-    def client(self, agent: str) -> "FailoverClient | None":
+    def client(self, agent: str, model: str | None = None) -> "FailoverClient | None":
+        """`model` (the page's pick) replaces the first endpoint's model; a fallback keeps its own."""
         endpoints = self.endpoints(agent)
         if not endpoints:
             return None
+        if model:
+            endpoints[0] = replace(endpoints[0], model=model)
         return FailoverClient([(endpoint, self._client(endpoint), self.breaker(endpoint))
                                for endpoint in endpoints])
+
+    def models(self) -> list[str]:
+        """What the page may pick for chat: the primary endpoint's list (cached for a minute),
+        else only the configured model. Empty when no endpoint is configured."""
+        endpoints = self.endpoints("chat")
+        if not endpoints:
+            return []
+        configured = endpoints[0].model
+        cached = self._models
+        if cached is None or time.monotonic() - cached[0] > MODEL_LIST_TTL_S:
+            client = self._client(endpoints[0])
+            try:
+                listed = client.models()
+            except LLMError as error:
+                log.info("Model list unavailable: %s", error.message)
+                listed = []
+            finally:
+                client.close()
+            cached = self._models = (time.monotonic(), listed)
+        return [configured] + [name for name in cached[1] if name != configured]
 
     def breaker(self, endpoint: Endpoint) -> pybreaker.CircuitBreaker:
         """One breaker per endpoint URL, shared by every agent that uses it."""
@@ -122,6 +149,7 @@ class FailoverClient:
         last_error: LLMError | None = None
         for endpoint, client, breaker in self._members:
             stream = client.stream_chat(messages, max_tokens, temperature, extra)
+            started = time.monotonic()
             try:
                 with breaker.calling():
                     first = next(stream, None)
@@ -135,9 +163,13 @@ class FailoverClient:
                 last_error = error
                 continue
             self.used = endpoint
-            if first is not None:
-                yield first
-            yield from stream
+            metrics.UPSTREAM_FIRST_EVENT.labels(endpoint=endpoint.name).observe(time.monotonic() - started)
+            try:
+                if first is not None:
+                    yield first
+                yield from stream
+            finally:
+                metrics.UPSTREAM_DURATION.labels(endpoint=endpoint.name).observe(time.monotonic() - started)
             return
         if last_error is not None and len(self._members) == 1:
             raise last_error

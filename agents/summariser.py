@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import metrics
 from agents.llm_client import LLMError
 
 SUMMARY_INSTRUCTIONS = ("Summarise this conversation so far for your own later reference: keep facts, "
@@ -19,6 +20,7 @@ def summariser(client, emitter) -> Callable[[str, int], str] | None:
 
     def summarise(text: str, max_tokens: int) -> str:
         emitter.status("summarising", "Summarising earlier messages to make room…")
+        metrics.SUMMARISER_CALLS.inc()
         completion = client.complete([{"role": "system", "content": SUMMARY_INSTRUCTIONS},
                                       {"role": "user", "content": text}], max_tokens=max_tokens)
         if not completion.text.strip():

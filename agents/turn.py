@@ -7,8 +7,10 @@ it with a RecordingEmitter and the fake model server. The reply is stored whatev
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
+import metrics
 import utils
 from agents import chat_agent, file_agent, knowledge_agent, math_turn
 from agents.router import model_classifier, route
@@ -24,14 +26,17 @@ __all__ = ["NOT_CONFIGURED", "TurnDeps", "run_turn"]
 
 
 def run_turn(deps: TurnDeps, user_id: str, conversation_id: str, user_message_id: str, reply_id: str,
-             emitter, stopped: Callable[[], bool], attachment: str | None = None) -> Reply | None:
-    """Answer the stored user message `user_message_id`; returns what was stored (None if nothing)."""
+             emitter, stopped: Callable[[], bool], attachment: str | None = None,
+             model: str | None = None) -> Reply | None:
+    """Answer the stored user message `user_message_id` (a regenerated reply answers an older one:
+    the reply becomes a sibling branch); returns what was stored (None if nothing). `model` is the
+    page's pick for the chat and knowledge agents."""
     message = deps.store.get_message(user_id, user_message_id)
     if message is None:
         emitter.error("The message to answer was not found.")
         return None
     turn = Turn(deps, user_id, conversation_id, user_message_id, reply_id, emitter, stopped,
-                AgentClients(deps.providers), attachment=attachment)
+                AgentClients(deps.providers, model), attachment=attachment)
     try:
         decision = _route(turn, message["content"])
         turn.text = decision.text
@@ -39,7 +44,8 @@ def run_turn(deps: TurnDeps, user_id: str, conversation_id: str, user_message_id
         reply = _answer(turn, decision)
         if reply is None:
             return None
-        reply.meta = {"routing": decision.public(), **reply.meta}
+        reply.meta = {"routing": decision.public(), **reply.meta,
+                      "latency_ms": round((time.monotonic() - turn.started) * 1000)}
         return _finish(turn, reply)
     finally:
         turn.clients.close()
@@ -74,17 +80,21 @@ def _finish(turn: Turn, reply: Reply) -> Reply:
     """Persist the reply (even partial or empty on error), then report usage and done."""
     deps = turn.deps
     tokens = utils.message_tokens("assistant", reply.text)
+    usage = reply.usage or {}
+    prompt = usage.get("prompt_tokens") or reply.prompt_tokens
+    completion = usage.get("completion_tokens") or utils.count_tokens(reply.text)
+    if prompt:  # the page's per-turn chart reads this back after a reload
+        reply.meta["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                               "summary_tokens": reply.summary_tokens}
     deps.store.append_message(turn.user_id, turn.conversation_id, "assistant", reply.text, tokens=tokens,
                               parent_message_id=turn.user_message_id, agent=reply.agent,
                               finish_reason=reply.finish_reason, message_id=turn.reply_id, meta=reply.meta)
-    usage = reply.usage or {}
-    completion = usage.get("completion_tokens") or utils.count_tokens(reply.text)
+    metrics.reply_stored(reply.agent, reply.finish_reason, prompt, completion if prompt else 0)
     conversation = deps.store.get_conversation(turn.user_id, turn.conversation_id)
-    chat_model = next((endpoint.model for endpoint in deps.providers.endpoints("chat")), "")
-    turn.emitter.usage({"total_tokens_used": conversation["total_tokens"],
-                        "prompt_tokens": usage.get("prompt_tokens") or reply.prompt_tokens,
-                        "completion_tokens": completion,
-                        "context_budget": deps.config.context_window(chat_model) - deps.config.REPLY_TOKENS,
-                        "summary_tokens": reply.summary_tokens})
+    chat_model = turn.clients.model or next((e.model for e in deps.providers.endpoints("chat")), "")
+    window = deps.config.context_window(chat_model)
+    turn.emitter.usage({"total_tokens_used": conversation["total_tokens"], "prompt_tokens": prompt,
+                        "completion_tokens": completion, "context_budget": window - deps.config.REPLY_TOKENS,
+                        "context_window": window, "summary_tokens": reply.summary_tokens})
     turn.emitter.done(turn.reply_id, reply.finish_reason, {"agent": reply.agent, "meta": reply.meta})
     return reply

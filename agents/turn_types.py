@@ -1,6 +1,7 @@
 """The data one turn carries between the dispatcher and the agents."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -22,14 +23,17 @@ class TurnDeps:
 class AgentClients:
     """Model clients for one turn, made on first use and closed when the turn ends."""
 
-    def __init__(self, providers: Providers) -> None:
-        self.providers = providers
+    PICKABLE = ("chat", "knowledge")  # the agents that answer with the model the page picked
+
+    def __init__(self, providers: Providers, model: str | None = None) -> None:
+        self.providers, self.model = providers, model
         self._made: dict[str, object] = {}
 
     def get(self, agent: str):
         """The agent's failover client, or None when no endpoint is configured."""
         if agent not in self._made:
-            self._made[agent] = self.providers.client(agent)
+            model = self.model if agent in self.PICKABLE else None
+            self._made[agent] = self.providers.client(agent, model)
         return self._made[agent]
 
     def close(self) -> None:
@@ -51,6 +55,7 @@ class Turn:
     clients: AgentClients
     text: str = ""  # the user's message without any router command
     attachment: str | None = None  # a document_id the message is about
+    started: float = field(default_factory=time.monotonic)  # for the reply's latency_ms
 
     def say(self, text: str, agent: str, meta: dict | None = None, finish_reason: str = "stop") -> "Reply":
         """A whole reply at once (no model stream): sent to the page, returned for storing."""

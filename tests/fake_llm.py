@@ -109,6 +109,7 @@ class FakeLLM:
         self.finish_reason = "stop"
         self.ignore_stream = False              # answer JSON even when asked to stream
         self.model = "fake-model"
+        self.models: list[str] = []             # what GET /v1/models lists besides `model`
         self.responder = None                   # body -> reply text, instead of `reply` (per-request replies)
         for name, value in settings.items():
             if not hasattr(self, name):

@@ -66,8 +66,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._record(None)
         if self.path.split("?")[0].rstrip("/").endswith("/models"):
-            self._json(200, {"object": "list", "data": [{"id": self.fake.model, "object": "model",
-                                                         "owned_by": "fake"}]})
+            names = [self.fake.model] + self.fake.models
+            self._json(200, {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "fake"}
+                                                        for name in names]})
         else:
             self._json(404, {"error": {"message": f"Unknown path {self.path}", "type": "not_found"}})
 

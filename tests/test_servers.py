@@ -70,7 +70,9 @@ def test_servers_python_app_py_honours_host_and_port(served, tmp_path):
 
 
 def test_servers_gunicorn_finds_app(served, tmp_path):
-    base, process = served(lambda port: [str(GUNICORN), "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
+    plain = tmp_path / "plain.conf.py"  # not ./gunicorn.conf.py, which gunicorn reads by default (eventlet)
+    plain.write_text("")
+    base, process = served(lambda port: [str(GUNICORN), "-c", str(plain), "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
                                          "--threads", "4", "--no-control-socket", "app:app"])
     assert _wait_for(base + "/health", process).status_code == 200
     _exercise(base)

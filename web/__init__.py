@@ -11,10 +11,13 @@ def register(app: Flask) -> None:
     from agents.calibration import Calibration
     from agents.file_jobs import sweep_orphans
     from agents.providers import Providers
-    from . import context, conversations, errors, inflight, pages, system, uploads
+    import metrics
+    from . import (context, conversations, errors, generations, inflight, insights, limits, pages, system,
+                   transfer, uploads)
     context.init_app(app)
     errors.init_app(app)
-    for module in (pages, conversations, uploads, system):
+    limits.init_app(app, app.config["CHAT"])
+    for module in (pages, conversations, uploads, system, insights, transfer):
         app.register_blueprint(module.bp)
     redis_client = app.config.get("SESSION_REDIS")
     app.extensions["chat_inflight"] = (inflight.RedisInflight(redis_client) if redis_client
@@ -24,6 +27,8 @@ def register(app: Flask) -> None:
     app.extensions["chat_providers"] = Providers(app.config["CHAT"], redis_client, sleep=socketio.sleep)
     offload.configure(socketio.async_mode)
     sweep_orphans(uploads.upload_folder(app.config["CHAT"]))
+    pages.check_vendor_files()
+    metrics.GENERATIONS.set_function(generations.count)
 
 
 def register_socket_events(socketio: SocketIO) -> None:

@@ -10,7 +10,8 @@ from agents import offload
 from storage import ConversationStore, make_store
 from .sessions import require_available_sessions
 
-NO_IDENTITY_ENDPOINTS = {"system.health", "static"}
+NO_IDENTITY_ENDPOINTS = {"system.health", "system.live", "system.ready", "system.prometheus_metrics",
+                         "pages.vendor", "static"}
 
 _lock = threading.Lock()
 

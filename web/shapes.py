@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import threads
+
 MESSAGE_FIELDS = ("message_id", "role", "content", "created_at", "tokens", "agent", "finish_reason",
                   "parent_message_id", "meta")
 
@@ -28,10 +30,13 @@ def conversation_summary(record: dict) -> dict:
 
 
 def conversation(record: dict, messages: list[dict]) -> dict:
-    """/load_conversation: seed's `conversation` list, with the conversation's own fields beside it."""
+    """/load_conversation: seed's `conversation` list, with the conversation's own fields beside it.
+
+    Every message carries its resolved parent (threads.py), so a reader sees the branches
+    without knowing the storage rules."""
     shaped = conversation_summary(record)
     shaped["summary"] = record["summary"]
-    shaped["conversation"] = [message(m) for m in messages]
+    shaped["conversation"] = [message(m) for m in threads.with_parents(messages)]
     return shaped
 
 

@@ -9,13 +9,18 @@ import uuid
 from flask import current_app, request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
+import logs
+import metrics
+import threads
 import utils
+from agents import titler
 from agents.turn import TurnDeps, run_turn
+from . import generations
 from .context import current_user_id, get_store
 
 log = logging.getLogger("chat.socket")
 MAX_CLIENT_ID = 100
-TITLE_CHARS = 60
+BUSY = "A reply is still being generated in this conversation. Stop it or wait for it."
 
 
 def conversation_room(conversation_id: str) -> str:
@@ -36,13 +41,17 @@ class SocketEmitter:
         self.room = conversation_room(conversation_id)
         self._buffer: list[str] = []
         self._last_flush = time.monotonic()
+        self._sent_any = False
 
     def _emit(self, event: str, payload: dict) -> None:
         self.socketio.emit(event, {**payload, "conversation_id": self.conversation_id}, to=self.room)
 
     def chunk(self, text: str) -> None:
+        """The first text goes out at once (time to first chunk is what users feel); later text is
+        sent at most every flush interval."""
         self._buffer.append(text)
-        if time.monotonic() - self._last_flush >= self.flush_s:
+        if not self._sent_any or time.monotonic() - self._last_flush >= self.flush_s:
+            self._sent_any = True
             self.flush()
 
     def flush(self) -> None:
@@ -78,12 +87,18 @@ def register(socketio: SocketIO) -> None:
     """Attach the handlers; a handler's return value is the client's acknowledgement."""
 
     @socketio.on("connect")
+    @logs.bind_request_id()
     def on_connect(auth=None):
         """Browser connects; needs the identity its HTTP session got on the first page load."""
         if "user_id" not in session:
             raise ConnectionRefusedError("Load the page first so the server can recognise this browser.")
         join_room(user_room(session["user_id"]))
+        metrics.CONNECTIONS.inc()
         emit("response", {"data": "Connected"})
+
+    @socketio.on("disconnect")
+    def on_disconnect(reason=None):
+        metrics.CONNECTIONS.dec()
 
     @socketio.on("heartbeat")
     def on_heartbeat(data=None):
@@ -91,6 +106,7 @@ def register(socketio: SocketIO) -> None:
         return {"ok": True}
 
     @socketio.on("join_conversation")
+    @logs.bind_request_id()
     def on_join(data):
         """A tab opens a conversation: join its room and get any reply still being generated."""
         conversation_id = _owned_conversation_id(data)
@@ -100,11 +116,19 @@ def register(socketio: SocketIO) -> None:
         return {"ok": True, "conversation_id": conversation_id, "generating": _inflight().snapshot(conversation_id)}
 
     @socketio.on("send_message")
+    @logs.bind_request_id()
     def on_send_message(data):
         """Store the user's message, then generate the reply in the background; acks the ids."""
         return _send_message(socketio, data)
 
+    @socketio.on("regenerate")
+    @logs.bind_request_id()
+    def on_regenerate(data):
+        """Answer a user message again: the new reply is a sibling of the old (‹ 1/2 › on the page)."""
+        return _regenerate(socketio, data)
+
     @socketio.on("stop_generation")
+    @logs.bind_request_id()
     def on_stop(data):
         """Stop the conversation's reply wherever it is generated; the partial reply is kept."""
         conversation_id = _owned_conversation_id(data)
@@ -115,6 +139,8 @@ def register(socketio: SocketIO) -> None:
 
 
 def _send_message(socketio: SocketIO, data) -> dict:
+    """Plain send continues the newest message; `parent_message_id` continues another branch;
+    `edit_of` makes the message a sibling of the user message it edits."""
     if not isinstance(data, dict):
         return _refuse("The message payload must be an object.")
     text, client_id = data.get("message"), data.get("client_message_id")
@@ -127,15 +153,25 @@ def _send_message(socketio: SocketIO, data) -> dict:
         return _refuse(f"client_message_id must be a string of 1 to {MAX_CLIENT_ID} characters.")
     store, user_id = get_store(), current_user_id()
     document_id = data.get("document_id")
-    if document_id is not None and (not isinstance(document_id, str) or len(document_id) > MAX_CLIENT_ID
-                                    or store.get_document(user_id, document_id) is None):
+    if document_id is not None and (not _short_id(document_id) or store.get_document(user_id, document_id) is None):
         return _refuse("The attached file was not found.")
+    model, refusal = _picked_model(data)
+    if refusal:
+        return refusal
+    refusal = _over_limit(user_id)
+    if refusal:
+        return refusal
     if data.get("conversation_id") is None:
-        conversation_id = store.create_conversation(user_id, _title(text))["conversation_id"]
+        if data.get("parent_message_id") is not None or data.get("edit_of") is not None:
+            return _refuse("A new conversation has no messages to continue or edit.")
+        conversation_id = store.create_conversation(user_id, titler.first_line_title(text))["conversation_id"]
     else:
         conversation_id = _owned_conversation_id(data)
         if conversation_id is None:
             return _refuse("Conversation not found.")
+    placement, refusal = _placement(store, user_id, conversation_id, data)
+    if refusal:
+        return refusal
     message_id = _message_id(user_id, client_id)
     reply_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"reply:{message_id}"))
     join_room(conversation_room(conversation_id))
@@ -143,29 +179,124 @@ def _send_message(socketio: SocketIO, data) -> dict:
     if _already_answered(store, user_id, conversation_id, reply_id):
         return {**ack, "duplicate": True}
     if not _inflight().start(conversation_id, reply_id):
-        return _refuse("A reply is still being generated in this conversation. Stop it or wait for it.")
+        return _refuse(BUSY)
     store.append_message(user_id, conversation_id, "user", text, tokens=utils.message_tokens("user", text),
-                         message_id=message_id)
-    app = current_app._get_current_object()
-    socketio.start_background_task(_generate, app, socketio, user_id, conversation_id, message_id, reply_id,
-                                   document_id)
+                         message_id=message_id, **placement)
+    metrics.user_message_stored()
+    _start_generation(socketio, user_id, conversation_id, message_id, reply_id, document_id, model)
     return ack
 
 
-def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, document_id=None) -> None:
+def _regenerate(socketio: SocketIO, data) -> dict:
+    conversation_id = _owned_conversation_id(data)
+    if conversation_id is None:
+        return _refuse("Conversation not found.")
+    model, refusal = _picked_model(data)
+    if refusal:
+        return refusal
+    store, user_id = get_store(), current_user_id()
+    target = _message_in(store, user_id, conversation_id, data.get("message_id"))
+    if target is None:
+        return _refuse("The message to regenerate was not found in this conversation.")
+    if target["role"] != "user":
+        parent_id = threads.parents(store.list_messages(user_id, conversation_id)).get(target["message_id"])
+        target = _message_in(store, user_id, conversation_id, parent_id)
+        if target is None or target["role"] != "user":
+            return _refuse("Only a reply to a message of yours can be regenerated.")
+    refusal = _over_limit(user_id)
+    if refusal:
+        return refusal
+    reply_id = str(uuid.uuid4())
+    join_room(conversation_room(conversation_id))
+    if not _inflight().start(conversation_id, reply_id):
+        return _refuse(BUSY)
+    _start_generation(socketio, user_id, conversation_id, target["message_id"], reply_id, None, model)
+    return {"ok": True, "conversation_id": conversation_id, "message_id": target["message_id"], "reply_id": reply_id}
+
+
+def _over_limit(user_id: str) -> dict | None:
+    """The message rate and concurrent-reply limits (web/limits.py): the refusal to send, or None."""
+    refusal = current_app.extensions["chat_message_limits"].refusal(user_id)
+    if refusal:
+        emit("error", {"message": refusal["message"]}, to=request.sid)
+    return refusal
+
+
+def _placement(store, user_id: str, conversation_id: str, data: dict) -> tuple[dict, dict | None]:
+    """Where a new user message goes in the conversation's tree: append_message's keywords."""
+    parent_id, edit_of = data.get("parent_message_id"), data.get("edit_of")
+    if edit_of is not None:
+        edited = _message_in(store, user_id, conversation_id, edit_of)
+        if edited is None or edited["role"] != "user":
+            return {}, _refuse("The message to edit was not found in this conversation.")
+        parent = threads.parents(store.list_messages(user_id, conversation_id)).get(edit_of)
+        return {"parent_message_id": parent, "meta": {"edit_of": edit_of}}, None
+    if parent_id is not None:
+        if _message_in(store, user_id, conversation_id, parent_id) is None:
+            return {}, _refuse("The message to continue from was not found in this conversation.")
+        return {"parent_message_id": parent_id}, None
+    return {}, None
+
+
+def _picked_model(data: dict) -> tuple[str | None, dict | None]:
+    """The model the page picked, if it is one the endpoint offers."""
+    model = data.get("model")
+    if model is None:
+        return None, None
+    if not _short_id(model) or model not in current_app.extensions["chat_providers"].models():
+        return None, _refuse("That model is not offered by the endpoint; pick another.")
+    return model, None
+
+
+def _message_in(store, user_id: str, conversation_id: str, message_id) -> dict | None:
+    if not _short_id(message_id):
+        return None
+    found = store.get_message(user_id, message_id)
+    return found if found and found["conversation_id"] == conversation_id else None
+
+
+def _short_id(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID
+
+
+def _start_generation(socketio, user_id, conversation_id, message_id, reply_id, document_id, model) -> None:
+    app = current_app._get_current_object()
+    socketio.start_background_task(logs.carry(_generate), app, socketio, user_id, conversation_id, message_id, reply_id,
+                                   document_id, model)
+
+
+def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, document_id=None,
+              model=None) -> None:
     """Background task: the reply is stored even if every client has gone."""
     config, inflight = app.config["CHAT"], app.extensions["chat_inflight"]
+    generations.started(reply_id, user_id, conversation_id)
     emitter = SocketEmitter(socketio, inflight, conversation_id, reply_id, config.STREAM_FLUSH_MS)
     deps = TurnDeps(app.extensions["chat_store"].get(), config, app.extensions["chat_providers"],
                     app.extensions["chat_calibration"])
     try:
         run_turn(deps, user_id, conversation_id, message_id, reply_id, emitter,
-                 stopped=lambda: inflight.stop_requested(reply_id), attachment=document_id)
+                 stopped=lambda: inflight.stop_requested(reply_id), attachment=document_id, model=model)
     except Exception:
+        metrics.error("internal")
         log.exception("Generation failed")
         emitter.error("The reply failed unexpectedly. Your message is saved; please try again.")
     finally:
         inflight.finish(conversation_id, reply_id)
+        generations.finished(reply_id)
+    if config.AUTO_TITLE:
+        _retitle(socketio, deps, user_id, conversation_id)
+
+
+def _retitle(socketio, deps: TurnDeps, user_id: str, conversation_id: str) -> None:
+    """After the first exchange, a model-written title for every tab's sidebar (never fails the turn)."""
+    try:
+        title = titler.retitle(deps.store, deps.providers, user_id, conversation_id)
+    except Exception:
+        log.exception("Titling failed")
+        return
+    if title:
+        socketio.emit("conversation_title", {"conversation_id": conversation_id, "title": title},
+                      to=user_room(user_id))
 
 
 def _already_answered(store, user_id: str, conversation_id: str, reply_id: str) -> bool:
@@ -189,11 +320,6 @@ def _owned_conversation_id(data) -> str | None:
         return None
     found = get_store().get_conversation(current_user_id(), conversation_id)
     return conversation_id if found else None
-
-
-def _title(text: str) -> str:
-    first_line = " ".join(text.split())[:TITLE_CHARS]
-    return first_line + ("…" if len(" ".join(text.split())) > TITLE_CHARS else "")
 
 
 def _inflight():

@@ -1,10 +1,12 @@
-"""`/get_config` and `/health`: what the page may know, and whether the parts answer."""
+"""`/get_config`, `/health` (+ `/health/live`, `/health/ready` for probes) and `/metrics`."""
 from __future__ import annotations
 
 import logging
 
 import requests
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
+
+import metrics
 
 from agents.llm_http import endpoint_for, request_headers
 
@@ -36,6 +38,35 @@ def health():
             "store": {"backend": "mongodb" if config.MONGODB_URI else "sqlite", "ok": store_ok},
             "redis": redis, "endpoint": {**endpoint, **current_app.extensions["chat_providers"].status()}}
     return jsonify(body), 200 if healthy else 503
+
+
+@bp.get("/health/live")
+def live():
+    """Liveness: the process answers. Dependencies are readiness's business: a database outage
+    must take the pod out of the load balancer, not restart it."""
+    return jsonify(status="alive")
+
+
+@bp.get("/health/ready")
+def ready():
+    """Readiness: the store and (when configured) Redis answer. The model endpoint is left out:
+    it is optional (history, search and maths work without it), and probing a paid API every few
+    seconds per pod is traffic nobody wants. /health reports it."""
+    store_ok, redis = _store_ok(), _redis_status()
+    ok = store_ok and redis.get("ok", True)
+    return jsonify(status="ready" if ok else "unavailable", store=store_ok, redis=redis), 200 if ok else 503
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)
+
+
+@bp.after_app_request
+def count_request(response):
+    metrics.HTTP_REQUESTS.labels(method=request.method, status=str(response.status_code)).inc()
+    return response
 
 
 def _store_ok() -> bool:

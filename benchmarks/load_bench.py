@@ -1,0 +1,311 @@
+"""Concurrent chats through real gunicorn on 127.0.0.1: eventlet, gevent and threading side by side.
+
+    .venv/bin/python benchmarks/load_bench.py [--clients 1000] [--ramp 10] [--tokens 200] [--token-ms 20]
+                                              [--modes eventlet,gevent,threading] [--redis]
+
+N python-socketio AsyncClients (websocket transport, all in this one process) each load the page
+for a session, connect, start a conversation at a random moment within --ramp seconds of the
+last connection, and stream a --tokens reply that the fake model server (asyncio, its own
+process) sends at --token-ms per token. Every loop is bounded: a chat that has not finished
+--timeout seconds after it started counts as a failure.
+
+Printed per worker type: success rate; time to first chunk minus the fake server's own time to
+first token (measured directly beforehand), p50/p95/p99; p99 gap between chunks of one reply;
+the most replies streaming at once; the server's peak RSS and CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from conftest import free_port  # noqa: E402
+from fake_llm_process import stop_process  # noqa: E402
+
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+CONNECT_BATCH = 50
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+def start_fake(tokens: int, token_delay: float) -> tuple[str, subprocess.Popen]:
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_llm_async.py"),
+                                json.dumps({"tokens": tokens, "token_delay": token_delay})],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+    port = int(process.stdout.readline())
+    return f"http://127.0.0.1:{port}/v1", process
+
+
+def start_server(mode: str, fake_url: str, instance: Path, clients: int, redis_url: str | None):
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(instance), "HOST": "127.0.0.1", "PORT": str(port),
+           "INSTANCE_PATH": str(instance), "OPENAI_BASE_URL": fake_url, "MODEL": "fake-model",
+           "MAX_TOKENS": "8192", "REPLY_TOKENS": "512", "AUTO_TITLE": "false", "RATELIMIT_ENABLED": "false",
+           "LOG_LEVEL": "WARNING", "GRACEFUL_TIMEOUT": "3", **({"REDIS_URL": redis_url} if redis_url else {})}
+    if mode == "threading":  # gthread: one thread per connection, the app in threading mode
+        env["ASYNC_MODE"] = "threading"
+        plain = instance / "gthread.conf.py"  # gunicorn would otherwise read ./gunicorn.conf.py (eventlet)
+        plain.write_text("")
+        command = [str(GUNICORN), "-c", str(plain), "app:app", "-k", "gthread", "--threads", str(clients + 100), "--workers", "1",
+                   "--bind", f"127.0.0.1:{port}", "--no-control-socket", "--timeout", "300",
+                   "--graceful-timeout", "3"]
+    else:
+        env["WORKER_CLASS"] = mode
+        command = [str(GUNICORN), "-c", "gunicorn.conf.py", "app:app"]
+    log = open(instance / f"{mode}.log", "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    import requests
+    while True:
+        try:
+            if requests.get(base + "/health/live", timeout=5).status_code == 200:
+                return base, process
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{mode} server did not start: see {instance / (mode + '.log')}")
+        time.sleep(0.2)
+
+
+class ProcessSampler:
+    """Peak RSS and CPU seconds of a gunicorn master and its workers, read from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_rss = pid, 0
+        self.cpu_start, self.wall_start = self.cpu(), time.monotonic()
+
+    def pids(self) -> list[int]:
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        found = [self.pid]
+        if children.exists():
+            found += [int(p) for p in children.read_text().split()]
+        return found
+
+    def cpu(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (FileNotFoundError, IndexError):
+                pass
+        return total
+
+    def sample(self) -> None:
+        rss = 0
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1]) * 1024
+            except FileNotFoundError:
+                pass
+        self.peak_rss = max(self.peak_rss, rss)
+
+    def cpu_percent(self) -> float:
+        return 100 * (self.cpu() - self.cpu_start) / max(time.monotonic() - self.wall_start, 1e-9)
+
+
+# -- the load ------------------------------------------------------------------------------------
+
+async def fake_baseline(fake_url: str, samples: int = 20) -> float:
+    """The fake server's own time to first token, measured directly (median)."""
+    times = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(samples):
+            started = time.monotonic()
+            async with http.post(fake_url + "/chat/completions", json={"model": "m", "stream": True, "messages": [],
+                                                                        "max_tokens": 5}) as response:
+                async for line in response.content:
+                    if b'"content": "word' in line or b'"content": " word' in line:
+                        times.append(time.monotonic() - started)
+                        break
+                async for _ in response.content:
+                    pass
+    return statistics.median(times)
+
+
+class Chat:
+    def __init__(self, base: str, expected_words: int) -> None:
+        self.base, self.expected_words = base, expected_words
+        self.sent_at = self.first_at = self.last_at = None
+        self.gaps: list[float] = []
+        self.text: list[str] = []
+        self.finish: str | None = None
+        self.error: str | None = None
+        self.done = asyncio.Event()
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.client.on("response_chunk", self._chunk)
+        self.client.on("response_done", self._done)
+        self.client.on("error", self._error)
+
+    async def connect(self, http: aiohttp.ClientSession) -> None:
+        async with http.get(self.base + "/") as response:
+            await response.read()
+        cookie = "; ".join(f"{c.key}={c.value}" for c in http.cookie_jar)
+        await self.client.connect(self.base, headers={"Cookie": cookie}, transports=["websocket"],
+                                  wait_timeout=30)
+
+    async def _chunk(self, data) -> None:
+        now = time.monotonic()
+        if self.first_at is None:
+            self.first_at = now
+        else:
+            self.gaps.append(now - self.last_at)
+        self.last_at = now
+        self.text.append(data["chunk"])
+
+    async def _done(self, data) -> None:
+        self.finish = data.get("finish_reason")
+        self.done.set()
+
+    async def _error(self, data) -> None:
+        self.error = (data or {}).get("message", "error")
+        self.done.set()
+
+    async def run(self, delay: float, timeout: float) -> None:
+        await asyncio.sleep(delay)
+        self.sent_at = time.monotonic()
+        try:
+            ack = await self.client.call("send_message", {"message": "Tell me a story"}, timeout=timeout)
+            if not ack.get("ok"):
+                self.error = ack.get("message")
+                return
+            await asyncio.wait_for(self.done.wait(), timeout)
+        except (asyncio.TimeoutError, socketio.exceptions.TimeoutError):
+            self.error = "timeout"
+        except Exception as error:  # a dropped connection counts as a failed chat
+            self.error = type(error).__name__
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.finish == "stop" and len("".join(self.text).split()) == self.expected_words
+
+
+async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: float, sampler: ProcessSampler):
+    http_sessions = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(clients)]
+    chats = [Chat(base, tokens) for _ in range(clients)]
+    connect_failures = 0
+    for start in range(0, clients, CONNECT_BATCH):
+        batch = range(start, min(start + CONNECT_BATCH, clients))
+        results = await asyncio.gather(*(chats[i].connect(http_sessions[i]) for i in batch), return_exceptions=True)
+        connect_failures += sum(1 for r in results if isinstance(r, Exception))
+        sampler.sample()
+    connected = [c for c in chats if c.client.connected]
+    sampling = asyncio.create_task(_sample_forever(sampler))
+    started, own_cpu = time.monotonic(), time.process_time()
+    sampler.cpu_start, sampler.wall_start = sampler.cpu(), time.monotonic()
+    await asyncio.gather(*(c.run(random.uniform(0, ramp), timeout) for c in connected))
+    elapsed = time.monotonic() - started
+    cpu = sampler.cpu_percent()
+    load_cpu = 100 * (time.process_time() - own_cpu) / elapsed
+    sampling.cancel()
+    for chat in connected:
+        await chat.client.disconnect()
+    for http in http_sessions:
+        await http.close()
+    return chats, connect_failures, elapsed, cpu, load_cpu
+
+
+async def _sample_forever(sampler: ProcessSampler) -> None:
+    while True:
+        sampler.sample()
+        await asyncio.sleep(0.5)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def most_at_once(chats: list[Chat]) -> int:
+    events = sorted([(c.sent_at, 1) for c in chats if c.sent_at and c.last_at] +
+                    [(c.last_at, -1) for c in chats if c.sent_at and c.last_at])
+    level = best = 0
+    for _, step in events:
+        level += step
+        best = max(best, level)
+    return best
+
+
+def report(mode: str, chats: list[Chat], connect_failures: int, elapsed: float, cpu: float, load_cpu: float,
+           peak_rss: int, baseline: float) -> dict:
+    ok = [c for c in chats if c.ok]
+    added = [(c.first_at - c.sent_at - baseline) * 1000 for c in chats if c.first_at]
+    gaps = [g * 1000 for c in chats for g in c.gaps]
+    errors: dict[str, int] = {}
+    for chat in chats:
+        if not chat.ok:
+            key = chat.error or f"finish={chat.finish}, words={len(''.join(chat.text).split())}"
+            errors[key] = errors.get(key, 0) + 1
+    return {"mode": mode, "clients": len(chats), "success": 100 * len(ok) / len(chats), "connect_failures":
+            connect_failures, "ttfc_p50": percentile(added, 50), "ttfc_p95": percentile(added, 95),
+            "ttfc_p99": percentile(added, 99), "gap_p99": percentile(gaps, 99), "at_once": most_at_once(chats),
+            "elapsed": elapsed, "cpu": cpu, "load_cpu": load_cpu, "rss_mb": peak_rss / 1024 / 1024, "errors": errors}
+
+
+def print_table(rows: list[dict], args, baseline: float) -> None:
+    print(f"\n{args.clients} clients, replies of {args.tokens} tokens at {args.token_ms} ms/token, "
+          f"starts spread over {args.ramp} s, fake server's own first token {baseline * 1000:.1f} ms"
+          f"{', Redis queue' if args.redis else ''}\n")
+    print("| worker | success | added TTFC p50 / p95 / p99 (ms) | p99 gap (ms) | most streaming at once "
+          "| wall (s) | server CPU | load process CPU | server peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['mode']} | {r['success']:.1f}% | {r['ttfc_p50']:.0f} / {r['ttfc_p95']:.0f} / {r['ttfc_p99']:.0f} "
+              f"| {r['gap_p99']:.0f} | {r['at_once']} | {r['elapsed']:.1f} | {r['cpu']:.0f}% | {r['load_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
+    for r in rows:
+        if r["errors"] or r["connect_failures"]:
+            print(f"{r['mode']}: connect failures {r['connect_failures']}, failed chats {r['errors']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which chats start")
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--token-ms", type=float, default=20.0)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a chat may take")
+    parser.add_argument("--modes", default="eventlet,gevent,threading")
+    parser.add_argument("--redis", default=None, help="REDIS_URL for the Socket.IO queue (default: none)")
+    args = parser.parse_args()
+    args.redis = args.redis
+    fake_url, fake = start_fake(args.tokens, args.token_ms / 1000)
+    rows = []
+    try:
+        baseline = asyncio.run(fake_baseline(fake_url))
+        for mode in args.modes.split(","):
+            with tempfile.TemporaryDirectory() as tmp:
+                base, server = start_server(mode, fake_url, Path(tmp), args.clients, args.redis)
+                sampler = ProcessSampler(server.pid)
+                try:
+                    chats, failures, elapsed, cpu, load_cpu = asyncio.run(
+                        run_load(base, args.clients, args.ramp, args.tokens, args.timeout, sampler))
+                finally:
+                    stop_process(server)
+                rows.append(report(mode, chats, failures, elapsed, cpu, load_cpu, sampler.peak_rss, baseline))
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        stop_process(fake)
+    print_table(rows, args, baseline)
+
+
+if __name__ == "__main__":
+    main()
