@@ -199,6 +199,29 @@ def test_an_upload_shows_progress_and_its_analysis_arrives(page, fake_llm, tmp_p
     expect(page.locator("#upload-status")).to_be_hidden()
 
 
+def test_an_analysis_that_finishes_before_its_upload_returns_still_shows(page, fake_llm):
+    """file_done can overtake the upload's 202; the page must not drop it."""
+    fake_llm.reply = "Short file noted."
+    page = open_chat(page)
+    held = {}
+
+    def hold_until_done(route):
+        response = route.fetch()
+        job = "/jobs/" + response.json()["job_id"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and held.get("status") != "done":
+            held["status"] = page.evaluate("async (url) => (await (await fetch(url)).json()).status", job)
+            time.sleep(0.05)
+        time.sleep(0.3)  # the job is stored as done just before file_done is emitted
+        route.fulfill(response=response)
+
+    page.route("**/upload_file", hold_until_done)
+    page.set_input_files("#file-input", {"name": "short.txt", "mimeType": "text/plain", "buffer": b"tiny file"})
+    expect(last_reply(page).locator(".message-body")).to_contain_text("Short file noted.")
+    assert held["status"] == "done"
+    expect(page.locator("#upload-status")).to_be_hidden()
+
+
 XSS = ["<img src=x onerror=\"window.__xss='img'\">", "<script>window.__xss='script'</script>",
        "<svg onload=\"window.__xss='svg'\"></svg>"]
 

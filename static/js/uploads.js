@@ -13,6 +13,9 @@ export class Uploader {
     this.label = document.getElementById("upload-label");
     this.bar = document.getElementById("upload-progress");
     this.jobs = new Set();
+    // A short job can finish before its upload request returns: its file_done/file_error waits
+    // here, keyed by job id, until the 202 names the job.
+    this.early = new Map();
     const input = document.getElementById("file-input");
     input.addEventListener("change", () => {
       if (input.files[0]) this.upload(input.files[0]);
@@ -68,6 +71,8 @@ export class Uploader {
       this.jobs.add(body.job_id);
       this.show(`Analysing ${body.file_name}…`, 0);
       this.onAccepted(body);
+      const early = this.early.get(body.job_id);
+      if (early) { this.early.delete(body.job_id); this.finished(...early); }
     });
     request.addEventListener("error", () => { this.hide(); toast("The upload failed: the server cannot be reached."); });
     request.send(form);
@@ -82,10 +87,18 @@ export class Uploader {
   }
 
   finished(event, failed) {
-    if (!this.jobs.delete(event.job_id)) return;
+    if (!this.jobs.delete(event.job_id)) {
+      if (!this.box.hidden) this.rememberEarly(event, failed);
+      return;
+    }
     this.hide();
     if (failed) toast(event.message || "The file could not be analysed.");
     this.onFinished(event);
+  }
+
+  rememberEarly(event, failed) {
+    this.early.set(event.job_id, [event, failed]);
+    while (this.early.size > 20) this.early.delete(this.early.keys().next().value);
   }
 
   show(text, percent) {
