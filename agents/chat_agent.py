@@ -48,9 +48,10 @@ def _plan(turn: Turn, model: str, extra_system: str, tighter: bool) -> utils.Con
     system_prompt = config.SYSTEM_PROMPT + ("\n\n" + extra_system if extra_system else "")
     plan = utils.assemble_context(history, conversation["summary"], system_prompt, budget,
                                   summariser(summary_client, turn.emitter), summary_window)
-    if plan.summary_changed:
-        deps.store.set_summary(turn.user_id, turn.conversation_id, plan.summary["content"],
-                               plan.summary["last_message_id"], plan.summary["tokens"])
+    if plan.new_summary:
+        new = plan.new_summary
+        deps.store.set_summary(turn.user_id, turn.conversation_id, new["content"], new["last_message_id"],
+                               new["tokens"])
     if plan.notice:
         turn.emitter.status("notice", plan.notice)
     return plan

@@ -21,6 +21,7 @@ import urllib3
 from agents.llm_errors import (ContextLengthExceeded, LLMBadRequest, LLMError, LLMStreamError,
                                LLMUnavailable, error_for_status, redact)
 from agents.llm_http import COMPAT_FIXES, endpoint_for, request_headers, retry_after_seconds
+from agents.paced_read import paced_body
 from agents.sse import StreamEvent, StreamStats, parse_completion, parse_sse, split_lines
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,13 @@ class LLMClient:
                  connect_timeout: float = 5, read_timeout: float = 60, max_retries: int = 3,
                  backoff_base: float = 0.5, backoff_max: float = 20,
                  session: requests.Session | None = None,
-                 sleep: Callable[[float], object] = time.sleep) -> None:
+                 sleep: Callable[[float], object] = time.sleep, read_interval: float = 0.0) -> None:
         self.endpoint = endpoint_for(base_url)
         self.model = model
         self.timeout = (connect_timeout, read_timeout)
         self.max_retries, self.backoff_base, self.backoff_max = max_retries, backoff_base, backoff_max
         self.sleep = sleep
+        self.read_interval = read_interval  # read the stream at most this often (see paced_read)
         self._api_key = api_key
         self._owns_session = session is None
         self._session = session or _pooled_session()
@@ -217,7 +219,8 @@ class LLMClient:
             yield from parse_completion(response.content.decode("utf-8", "replace"))
             return
         stats = StreamStats()
-        yield from parse_sse(split_lines(_body_bytes(response, progress)), stats)
+        source = paced_body(response, self.read_interval, self.sleep) or _arriving(response)
+        yield from parse_sse(split_lines(_counted(source, progress)), stats)
         if stats.skipped:
             log.warning("model endpoint %s: skipped %d unreadable stream events", self._log_url, stats.skipped)
 
@@ -260,13 +263,15 @@ def collect(events: Iterable[StreamEvent]) -> Completion:
     return Completion("".join(texts["content"]), finish, usage, "".join(texts["reasoning"]))
 
 
-def _body_bytes(response: requests.Response, progress: _Progress) -> Iterator[bytes]:
+def _arriving(response: requests.Response) -> Iterator[bytes]:
     """The body as it arrives: each HTTP chunk, or whatever is readable when the server sends no chunking."""
     raw = response.raw
     if getattr(raw, "chunked", True) or not hasattr(raw, "read1"):
-        source = response.iter_content(chunk_size=None)
-    else:
-        source = iter(lambda: raw.read1(64 * 1024, decode_content=True), b"")
+        return response.iter_content(chunk_size=None)
+    return iter(lambda: raw.read1(64 * 1024, decode_content=True), b"")
+
+
+def _counted(source: Iterator[bytes], progress: _Progress) -> Iterator[bytes]:
     for chunk in source:
         progress.received += len(chunk)
         yield chunk

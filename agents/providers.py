@@ -49,7 +49,8 @@ class Providers:
     def __init__(self, config, redis_client=None, sleep: Callable[[float], object] | None = None,
                  client_options: dict | None = None) -> None:
         self.config = config
-        self.client_options = {**({"sleep": sleep} if sleep else {}), **(client_options or {})}
+        self.client_options = {**({"sleep": sleep} if sleep else {}),
+                               "read_interval": config.STREAM_FLUSH_MS / 1000, **(client_options or {})}
         self._redis = redis_client
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
         self._models: tuple[float, list[str]] | None = None

@@ -82,7 +82,7 @@ def prepare_ours(history, summary, new_text, budget, counter):
     """What one turn costs us: count the new message once, then assemble from stored counts."""
     history.append(stored("user", new_text, len(history)))
     plan = assemble_context(history, summary, SYSTEM, budget, our_summariser(counter))
-    return plan.summary if plan.summary_changed else summary
+    return plan.new_summary or summary
 
 
 def seed_steady_state(history, max_tokens):
@@ -139,7 +139,7 @@ def bench_summariser_calls(turns, max_tokens, rng):
         history.append(stored("user" if turn % 2 == 0 else "assistant", text, turn))
         if history[-1]["role"] == "user":
             plan = assemble_context(history, summary, SYSTEM, budget, our_summariser(our_calls))
-            summary = plan.summary if plan.summary_changed else summary
+            summary = plan.new_summary or summary
     return seed_calls[0], our_calls[0], seed_loops
 
 

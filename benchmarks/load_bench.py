@@ -50,7 +50,23 @@ def start_fake(tokens: int, token_delay: float) -> tuple[str, subprocess.Popen]:
     return f"http://127.0.0.1:{port}/v1", process
 
 
-def start_server(mode: str, fake_url: str, instance: Path, clients: int, redis_url: str | None):
+PROFILED_CONFIG = """
+import cProfile
+exec(open({config!r}).read())
+_profile, _post_worker_init = cProfile.Profile(), post_worker_init
+
+def post_worker_init(worker):
+    _post_worker_init(worker)
+    _profile.enable()
+
+def worker_exit(server, worker):
+    _profile.disable()
+    _profile.dump_stats({out!r})
+"""
+
+
+def start_server(mode: str, fake_url: str, instance: Path, clients: int, redis_url: str | None,
+                 profile: str | None = None):
     port = free_port()
     env = {"PATH": os.environ["PATH"], "HOME": str(instance), "HOST": "127.0.0.1", "PORT": str(port),
            "INSTANCE_PATH": str(instance), "OPENAI_BASE_URL": fake_url, "MODEL": "fake-model",
@@ -65,7 +81,12 @@ def start_server(mode: str, fake_url: str, instance: Path, clients: int, redis_u
                    "--graceful-timeout", "3"]
     else:
         env["WORKER_CLASS"] = mode
-        command = [str(GUNICORN), "-c", "gunicorn.conf.py", "app:app"]
+        config = ROOT / "gunicorn.conf.py"
+        if profile:  # the same settings, with the worker under cProfile (dumped when it exits)
+            config = instance / "profiled.conf.py"
+            config.write_text(PROFILED_CONFIG.format(config=str(ROOT / "gunicorn.conf.py"),
+                                                     out=str(Path(profile).resolve())))
+        command = [str(GUNICORN), "-c", str(config), "app:app"]
     log = open(instance / f"{mode}.log", "wb")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -285,15 +306,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a chat may take")
     parser.add_argument("--modes", default="eventlet,gevent,threading")
     parser.add_argument("--redis", default=None, help="REDIS_URL for the Socket.IO queue (default: none)")
+    parser.add_argument("--profile", default=None, help="write a cProfile of the (eventlet/gevent) worker here")
     args = parser.parse_args()
-    args.redis = args.redis
     fake_url, fake = start_fake(args.tokens, args.token_ms / 1000)
     rows = []
     try:
         baseline = asyncio.run(fake_baseline(fake_url))
         for mode in args.modes.split(","):
             with tempfile.TemporaryDirectory() as tmp:
-                base, server = start_server(mode, fake_url, Path(tmp), args.clients, args.redis)
+                base, server = start_server(mode, fake_url, Path(tmp), args.clients, args.redis, args.profile)
                 sampler = ProcessSampler(server.pid)
                 try:
                     chats, failures, elapsed, cpu, load_cpu = asyncio.run(

@@ -67,6 +67,20 @@ def test_budget_overflow_is_summarised_and_checkpointed():
     assert summariser.calls == 1 and not again.summary_changed  # checkpoint reused, no new call
 
 
+def test_budget_a_new_summary_too_big_to_send_with_a_huge_message_is_still_kept():
+    """Found by hypothesis: the summary is made, then dropped to fit the newest message."""
+    budget = Budget(4096, 800)
+    fixed = utils.message_tokens("system", SYSTEM) + utils.REPLY_PRIMING
+    newest = budget.prompt_room - fixed - 60  # fits alone, not with a 100-token summary
+    history = make_history([300] * 4 + [newest - 1 - utils.PER_MESSAGE_OVERHEAD])
+    summariser = RecordingSummariser(size=100)
+    plan = assemble_context(history, None, SYSTEM, budget, summariser)
+    assert summariser.calls == 1 and plan.summary_changed
+    assert plan.summary is None and plan.messages[-1]["content"] == history[-1]["content"]
+    assert plan.new_summary["last_message_id"] == plan.compacted_ids[-1]
+    assert utils.request_tokens(plan.messages) + budget.reply_tokens <= budget.context_window
+
+
 def test_budget_message_larger_than_window_is_a_clear_error():
     with pytest.raises(MessageTooLarge) as raised:
         assemble_context(make_history([5000]), None, SYSTEM, Budget(4096, 800), RecordingSummariser())
@@ -111,7 +125,7 @@ def test_budget_300_turns_summarises_only_on_overflowing_turns():
         overflowed = bool(plan.compacted_ids)
         overflowing_turns += overflowed
         assert summariser.calls - before == (1 if overflowed else 0)
-        summary = plan.summary if plan.summary_changed else summary
+        summary = plan.new_summary or summary
         history += [{"message_id": f"m{next(ids)}", "role": "assistant", "content": text_of(60),
                      "tokens": 64}]
     assert 0 < summariser.calls == overflowing_turns <= 20

@@ -1,0 +1,102 @@
+"""Reading a stream at most every `interval` seconds: same text, fewer reads, first token at once."""
+import time
+
+import pytest
+import requests
+from hypothesis import given, strategies as st
+
+from agents.llm_client import LLMClient, LLMStreamError
+from agents.paced_read import _dechunked
+from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
+
+MESSAGES = [{"role": "user", "content": "Hello there"}]
+
+
+def chunked(pieces: list[bytes], extension: bytes = b"") -> bytes:
+    body = b"".join(b"%x%s\r\n%s\r\n" % (len(piece), extension, piece) for piece in pieces if piece)
+    return body + b"0\r\nX-Trailer: ignored\r\n\r\n"
+
+
+def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+    return [data[a:b] for a, b in zip(points, points[1:])]
+
+
+@given(pieces=st.lists(st.binary(min_size=1, max_size=40), max_size=12),
+       cuts=st.lists(st.integers(min_value=0), max_size=20), extension=st.sampled_from([b"", b";name=value"]))
+def test_paced_read_undoes_chunking_however_the_bytes_are_split(pieces, cuts, extension):
+    reads = split_at(chunked(pieces, extension), cuts)
+    assert b"".join(_dechunked(iter(reads))) == b"".join(pieces)
+
+
+@pytest.mark.parametrize("body, problem", [
+    (b"5\r\nhello\r\n", "ended in the middle"),           # no last chunk
+    (b"5\r\nhel", "ended in the middle"),
+    (b"zz\r\nhello\r\n0\r\n\r\n", "Bad chunk size"),
+    (b"0x5\r\nhello\r\n0\r\n\r\n", "Bad chunk size"),
+    (b"5\r\nhelloXX0\r\n\r\n", "does not end where its size says"),
+    (b"1" * 2000, "too long"),
+])
+def test_paced_read_rejects_broken_chunking(body, problem):
+    with pytest.raises(requests.exceptions.ChunkedEncodingError, match=problem):
+        list(_dechunked(iter([body])))
+
+
+class PacingSleep:
+    """A real sleep that remembers how often pacing asked for one."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, seconds: float) -> None:
+        self.calls += 1
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def paced(fake_llm):
+    sleep = PacingSleep()
+    client = LLMClient(fake_llm.url, None, model="fake-model", read_timeout=2, sleep=sleep, read_interval=0.05)
+    yield client, sleep
+    client.close()
+
+
+@pytest.mark.parametrize("is_chunked", [True, False])
+def test_paced_read_gives_the_same_reply_in_fewer_reads(fake_llm, paced, is_chunked):
+    client, sleep = paced
+    fake_llm.chunked, fake_llm.tokens, fake_llm.token_delay = is_chunked, 30, 0.01
+    started = time.monotonic()
+    events = client.stream_chat(MESSAGES, 100)
+    first = next(events)
+    assert first.text == "word0" and time.monotonic() - started < 0.3 and sleep.calls == 0
+    rest = list(events)
+    text = first.text + "".join(event.text for event in rest if event.kind == "content")
+    assert text == "".join(fake_llm.pieces(100)[0])
+    assert rest[-1].kind == "usage"
+    assert 3 <= sleep.calls <= 12  # ~0.3 s of tokens read every 50 ms, not 30 reads
+
+
+def test_paced_read_mid_stream_faults_keep_their_meaning(fake_llm, paced):
+    client, _ = paced
+    fake_llm.fail_next(Fault.disconnect(after=3))
+    with pytest.raises(LLMStreamError, match="closed the connection") as raised:
+        client.complete(MESSAGES, 50)
+    assert raised.value.partial == "Hello! How can"
+
+
+def test_paced_read_timeout_mid_stream_is_a_stream_error(fake_llm):
+    fake_llm.fail_next(Fault.hang(seconds=3, after=2))
+    with LLMClient(fake_llm.url, None, model="fake-model", read_timeout=0.3, sleep=time.sleep,
+                   read_interval=0.05) as client:
+        with pytest.raises(LLMStreamError, match="stopped sending for 0.3 s") as raised:
+            client.complete(MESSAGES, 50)
+    assert raised.value.partial == "Hello! How"
+
+
+def test_paced_read_closing_the_stream_closes_the_connection(fake_llm, paced):
+    client, _ = paced
+    fake_llm.tokens, fake_llm.token_delay = 200, 0.01
+    events = client.stream_chat(MESSAGES, 500)
+    next(events)
+    events.close()
+    assert fake_llm.client_gone.wait(2)
