@@ -32,7 +32,9 @@ def create_app(config: Config | None = None) -> Flask:
     sessions.init_app(app, config)
     register_socket_events(socketio)
     # manage_session=False: socket handlers read the same server-side session as HTTP routes.
-    socketio.init_app(app, client_manager=_client_manager(config), cors_allowed_origins=[],
+    # Origins: the page's own (None: engine.io compares Origin with Host) plus ALLOWED_ORIGINS.
+    origins = config.ALLOWED_ORIGINS and _own_origin_or(config.ALLOWED_ORIGINS)
+    socketio.init_app(app, client_manager=_client_manager(config), cors_allowed_origins=origins or None,
                       manage_session=False, async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
     register(app)
     _settle()
@@ -46,6 +48,14 @@ def _settle() -> None:
     gevent is time every connected client waits (benchmarks/file_bench.py)."""
     utils.encoding()
     gc.freeze()
+
+
+def _own_origin_or(allowed: list[str]):
+    """An origin check accepting the request's own origin or one of `allowed`."""
+    def check(origin: str, environ: dict) -> bool:
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin in allowed or origin == own
+    return check
 
 
 def _client_manager(config: Config):

@@ -93,6 +93,11 @@ class Config:
         self.RATELIMIT_MESSAGES = _env("RATELIMIT_MESSAGES", "30 per minute")
         self.MAX_CONCURRENT_GENERATIONS = _number("MAX_CONCURRENT_GENERATIONS", "2")
         self.TRUSTED_PROXIES = _number("TRUSTED_PROXIES", "0")
+        self.AUTH_REQUIRED = _flag("AUTH_REQUIRED", "false")
+        self.ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in _env("ALLOWED_ORIGINS", "").split(",") if o.strip()]
+        self.UPLOAD_QUOTA_MB = _number("UPLOAD_QUOTA_MB", "100", float)
+        self.UPLOAD_TOTAL_MB = _number("UPLOAD_TOTAL_MB", "2000", float)
+        self.CSRF_ENABLED = True  # not a setting: only TestConfig turns it off (tests/test_security.py has it on)
         self.FILE_WORKERS = _number("FILE_WORKERS", "4")
         self.CHUNK_OVERLAP_TOKENS = _number("CHUNK_OVERLAP_TOKENS", "100")
         self.KNOWLEDGE_CHUNKS = _number("KNOWLEDGE_CHUNKS", "4")
@@ -130,7 +135,7 @@ class Config:
         for model, window in self.MODEL_CONTEXT_WINDOWS.items():
             if window <= self.REPLY_TOKENS:
                 raise ConfigError(f"MODEL_CONTEXT_WINDOWS: {model}={window} must be larger than REPLY_TOKENS")
-        for name in ("MAX_FILE_SIZE_MB", "IMPORT_MAX_MB"):
+        for name in ("MAX_FILE_SIZE_MB", "IMPORT_MAX_MB", "UPLOAD_QUOTA_MB", "UPLOAD_TOTAL_MB"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
         if self.MAX_TOKENS <= self.REPLY_TOKENS:
@@ -146,6 +151,8 @@ class Config:
             raise ConfigError(f"ASYNC_MODE must be threading, eventlet or gevent, got {self.ASYNC_MODE!r}")
         if not self.ALLOWED_EXTENSIONS:
             raise ConfigError("ALLOWED_EXTENSIONS must list at least one extension")
+        for origin in self.ALLOWED_ORIGINS:
+            _check_uri("ALLOWED_ORIGINS", origin, ("http", "https"))
         _check_uri("MONGODB_URI", self.MONGODB_URI, STORE_SCHEMES)
         _check_uri("REDIS_URL", self.REDIS_URL, ("redis", "rediss", "unix"))
         _check_uri("OPENAI_BASE_URL", self.OPENAI_BASE_URL, ("http", "https"))
@@ -169,6 +176,8 @@ class Config:
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": self.is_production,
             "TESTING": self.APP_ENV == "testing",
+            "WTF_CSRF_ENABLED": self.CSRF_ENABLED,
+            "WTF_CSRF_TIME_LIMIT": None,  # valid as long as the session: a page left open still works
         }
 
     def _development_secret(self) -> str:
@@ -212,6 +221,7 @@ class TestConfig(Config):
         self.AGENT_ENDPOINTS, self.AGENT_API_KEYS, self.AGENT_MODELS = {}, {}, {}
         self.AUTO_TITLE = False  # tests that count model requests would see the title call
         self.RATELIMIT_ENABLED = False  # on in tests/test_limits.py, which tests them
+        self.CSRF_ENABLED = False  # on in tests/test_security.py and in the browser tests (python app.py)
         self.LOG_FILE = None  # a LOG_FILE in .env is for the real server, not for test runs
         self.SECRET_KEY = "test-secret-key"
         for name, value in overrides.items():

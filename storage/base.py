@@ -22,6 +22,10 @@ class NotFound(LookupError):
     """The conversation does not exist for this user."""
 
 
+class AccountExists(ValueError):
+    """The username is taken (usernames are compared case-insensitively)."""
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -179,6 +183,20 @@ class ConversationStore(ABC):
     @abstractmethod
     def cache_put(self, user_id: str, key: str, value: str) -> None:
         """Insert or replace."""
+
+    # -- accounts: a username and password bound to the user id every record is scoped by ------
+    @abstractmethod
+    def create_account(self, username: str, password_hash: str, user_id: str) -> Record:
+        """Raises AccountExists when the (lower-cased) username is taken."""
+
+    @abstractmethod
+    def get_account(self, username: str) -> Record | None: ...
+
+    @abstractmethod
+    def move_user_data(self, from_user_id: str, to_user_id: str) -> int:
+        """Give every record of one user id to another, in one step (an anonymous browser's
+        conversations join the account it logs in to); returns the conversations moved. Documents
+        and cached results the target already has are dropped instead of duplicated."""
 
     def close(self) -> None:
         """Release connections (optional)."""

@@ -181,8 +181,14 @@ def _library(db: Database, mock: bool) -> None:
                                    unique=True)
 
 
+def _accounts(db: Database, mock: bool) -> None:
+    db["accounts"].create_index([("username_key", ASCENDING)], name="username_key_idx", unique=True)
+    db["accounts"].create_index([("user_id", ASCENDING)], name="account_user_idx", unique=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database, bool], None]]] = [
     (1, "conversations and messages collections with JSON-schema validators", _collections),
     (2, "indexes: ownership, ordering, created_at and per-user text search", _indexes),
     (3, "message meta; documents, chunks (per-user text search), jobs and the model cache", _library),
+    (4, "accounts, unique by lower-cased username and by user id", _accounts),
 ]

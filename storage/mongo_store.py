@@ -9,6 +9,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError, WriteError
 
 from .base import (ConversationStore, NotFound, Record, as_utc, best_per_conversation, new_id, query_terms,
                    utcnow, validate_message)
+from .mongo_accounts import MongoAccounts
 from .mongo_library import MongoLibrary
 from .mongo_migrations import MIGRATIONS
 from .snippets import around_terms
@@ -20,7 +21,7 @@ _MESSAGE_KEYS = ("message_id", "conversation_id", "user_id", "parent_message_id"
 _TEXT_SCORE = {"$meta": "textScore"}
 
 
-class MongoStore(MongoLibrary, ConversationStore):
+class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
     """pymongo is thread-safe and pools connections; nothing here talks to the server until used.
 
     Documents, jobs and the model cache live in MongoLibrary (mongo_library.py).

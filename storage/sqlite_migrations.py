@@ -146,8 +146,34 @@ CREATE TABLE model_cache (
 ) WITHOUT ROWID;
 """ + _full_text("document_chunks_fts", "document_chunks", "content", "rowid")
 
+
+
+def _reindex_owner(name: str, table: str, column: str, rowid: str) -> str:
+    """Re-index a row of a `_full_text` index when its user_id changes (accounts adopt records)."""
+    owner_new, owner_old = OWNER.format(col="new.user_id"), OWNER.format(col="old.user_id")
+    return f"""
+CREATE TRIGGER {name}_owner AFTER UPDATE OF user_id ON {table} BEGIN
+    INSERT INTO {name}({name}, rowid, {column}, owner) VALUES ('delete', old.{rowid}, old.{column}, {owner_old});
+    INSERT INTO {name}(rowid, {column}, owner) VALUES (new.{rowid}, new.{column}, {owner_new});
+END;
+"""
+
+
+ACCOUNTS = """
+CREATE TABLE accounts (
+    username_key TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    user_id TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+""" + _reindex_owner("messages_fts", "messages", "content", "seq") + _reindex_owner(
+    "titles_fts", "conversations", "title", "id") + _reindex_owner(
+    "document_chunks_fts", "document_chunks", "content", "rowid")
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "conversations and messages tables with their indexes", CORE_TABLES),
     (2, "ranked full-text search over messages and titles (FTS5)", FULL_TEXT),
     (3, "messages.meta; documents and their chunks (FTS5), jobs and the model cache", LIBRARY_TABLES),
+    (4, "accounts; full-text rows re-indexed when their user_id changes", ACCOUNTS),
 ]

@@ -13,6 +13,7 @@ from typing import Iterator
 from .base import (ConversationStore, NotFound, Record, best_per_conversation, new_id,
                    query_terms, utcnow, validate_message)
 from .snippets import END, START, from_markers
+from .sqlite_accounts import SqliteAccounts
 from .sqlite_library import SqliteLibrary
 from .sqlite_migrations import MIGRATIONS, RANK_WEIGHTS, match_expression
 from .sqlite_migrations import iso as _iso
@@ -23,7 +24,7 @@ _MESSAGE_COLUMNS = ("message_id, conversation_id, user_id, parent_message_id, ro
                     "created_at, tokens, agent, finish_reason, meta")
 
 
-class SqliteStore(SqliteLibrary, ConversationStore):
+class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
     """One connection per thread; writes are short transactions, busy waits are retried.
 
     Documents, jobs and the model cache live in SqliteLibrary (sqlite_library.py).

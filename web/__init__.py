@@ -12,10 +12,12 @@ def register(app: Flask) -> None:
     from agents.file_jobs import sweep_orphans
     from agents.providers import Providers
     import metrics
-    from . import (context, conversations, errors, generations, inflight, insights, limits, pages, system,
-                   transfer, uploads)
+    from . import (accounts, context, conversations, errors, generations, inflight, insights, limits, pages,
+                   security, system, transfer, uploads)
     context.init_app(app)
     errors.init_app(app)
+    security.init_app(app)
+    accounts.init_app(app)
     limits.init_app(app, app.config["CHAT"])
     for module in (pages, conversations, uploads, system, insights, transfer):
         app.register_blueprint(module.bp)

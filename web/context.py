@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import uuid
 
-from flask import Flask, abort, current_app, request, session
+from flask import Flask, abort, current_app, redirect, request, session, url_for
 
 from agents import offload
 from storage import ConversationStore, make_store
@@ -12,6 +12,11 @@ from .sessions import require_available_sessions
 
 NO_IDENTITY_ENDPOINTS = {"system.health", "system.live", "system.ready", "system.prometheus_metrics",
                          "pages.vendor", "static"}
+# Open to anyone even with AUTH_REQUIRED: the way in, and what the login page itself loads.
+PUBLIC_ENDPOINTS = NO_IDENTITY_ENDPOINTS | {"accounts.login_page", "accounts.register_page", "accounts.login",
+                                            "accounts.register", "accounts.logout", "accounts.account",
+                                            "system.openapi"}
+LOGIN_NEEDED = "Log in to use this app."
 
 _lock = threading.Lock()
 
@@ -52,6 +57,19 @@ def ensure_identity() -> None:
     require_available_sessions(new_identity)
     if new_identity:
         session["user_id"] = str(uuid.uuid4())
+    if current_app.config["CHAT"].AUTH_REQUIRED and "username" not in session \
+            and request.endpoint not in PUBLIC_ENDPOINTS:
+        if request.method == "GET" and request.accept_mimetypes.accept_html and request.endpoint in PAGES:
+            return redirect(url_for("accounts.login_page"))
+        abort(401, LOGIN_NEEDED)
+
+
+PAGES = {"pages.index", "pages.search_page"}
+
+
+def login_missing() -> bool:
+    """AUTH_REQUIRED is on and this session has not logged in (socket connects check this)."""
+    return current_app.config["CHAT"].AUTH_REQUIRED and "username" not in session
 
 
 def current_user_id() -> str:

@@ -11,6 +11,7 @@ log = logging.getLogger("chat.errors")
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(RecursionError, _too_deep)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -24,6 +25,11 @@ def _http_error(error: HTTPException):
 
 def _is_default(error: HTTPException) -> bool:
     return error.description == type(error).description
+
+
+def _too_deep(error: RecursionError):
+    """JSON nested thousands deep makes the parser recurse too far: bad input, not our failure."""
+    return jsonify(message="The request body is nested too deeply."), 400
 
 
 def _unexpected(error: Exception):

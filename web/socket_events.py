@@ -16,7 +16,7 @@ import utils
 from agents import titler
 from agents.turn import TurnDeps, run_turn
 from . import generations
-from .context import current_user_id, get_store
+from .context import LOGIN_NEEDED, current_user_id, get_store, login_missing
 
 log = logging.getLogger("chat.socket")
 MAX_CLIENT_ID = 100
@@ -84,7 +84,9 @@ class SocketEmitter:
 
 
 def register(socketio: SocketIO) -> None:
-    """Attach the handlers; a handler's return value is the client's acknowledgement."""
+    """Attach the handlers; a handler's return value is the client's acknowledgement. A client may
+    send an event with no payload or extra arguments: they default to None and are ignored, so it
+    still gets its ack instead of a TypeError."""
 
     @socketio.on("connect")
     @logs.bind_request_id()
@@ -92,6 +94,8 @@ def register(socketio: SocketIO) -> None:
         """Browser connects; needs the identity its HTTP session got on the first page load."""
         if "user_id" not in session:
             raise ConnectionRefusedError("Load the page first so the server can recognise this browser.")
+        if login_missing():
+            raise ConnectionRefusedError(LOGIN_NEEDED)
         join_room(user_room(session["user_id"]))
         metrics.CONNECTIONS.inc()
         emit("response", {"data": "Connected"})
@@ -101,13 +105,13 @@ def register(socketio: SocketIO) -> None:
         metrics.CONNECTIONS.dec()
 
     @socketio.on("heartbeat")
-    def on_heartbeat(data=None):
+    def on_heartbeat(data=None, *_):
         """A cheap round trip: the page's connection check, and the benchmarks' event-loop probe."""
         return {"ok": True}
 
     @socketio.on("join_conversation")
     @logs.bind_request_id()
-    def on_join(data):
+    def on_join(data=None, *_):
         """A tab opens a conversation: join its room and get any reply still being generated."""
         conversation_id = _owned_conversation_id(data)
         if conversation_id is None:
@@ -117,19 +121,19 @@ def register(socketio: SocketIO) -> None:
 
     @socketio.on("send_message")
     @logs.bind_request_id()
-    def on_send_message(data):
+    def on_send_message(data=None, *_):
         """Store the user's message, then generate the reply in the background; acks the ids."""
         return _send_message(socketio, data)
 
     @socketio.on("regenerate")
     @logs.bind_request_id()
-    def on_regenerate(data):
+    def on_regenerate(data=None, *_):
         """Answer a user message again: the new reply is a sibling of the old (‹ 1/2 › on the page)."""
         return _regenerate(socketio, data)
 
     @socketio.on("stop_generation")
     @logs.bind_request_id()
-    def on_stop(data):
+    def on_stop(data=None, *_):
         """Stop the conversation's reply wherever it is generated; the partial reply is kept."""
         conversation_id = _owned_conversation_id(data)
         if conversation_id is None:
@@ -146,10 +150,10 @@ def _send_message(socketio: SocketIO, data) -> dict:
     text, client_id = data.get("message"), data.get("client_message_id")
     if not isinstance(text, str) or not text.strip():
         return _refuse("The message must be non-empty text.")
-    if len(text) > utils.MAX_MESSAGE_CHARS or "\x00" in text:
+    if len(text) > utils.MAX_MESSAGE_CHARS or "\x00" in text or not _storable(text):
         return _refuse(f"The message must be at most {utils.MAX_MESSAGE_CHARS} characters of text; "
                        "upload longer text as a file.")
-    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID):
+    if client_id is not None and not _short_id(client_id):
         return _refuse(f"client_message_id must be a string of 1 to {MAX_CLIENT_ID} characters.")
     store, user_id = get_store(), current_user_id()
     document_id = data.get("document_id")
@@ -256,7 +260,16 @@ def _message_in(store, user_id: str, conversation_id: str, message_id) -> dict |
 
 
 def _short_id(value) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID
+    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID and _storable(value)
+
+
+def _storable(text: str) -> bool:
+    """Encodable as UTF-8: JSON can carry unpaired surrogates ("\\ud800"), which no store accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _start_generation(socketio, user_id, conversation_id, message_id, reply_id, document_id, model) -> None:
@@ -316,7 +329,7 @@ def _message_id(user_id: str, client_id: str | None) -> str:
 
 def _owned_conversation_id(data) -> str | None:
     conversation_id = data.get("conversation_id") if isinstance(data, dict) else None
-    if not isinstance(conversation_id, str) or len(conversation_id) > 100:
+    if not _short_id(conversation_id):
         return None
     found = get_store().get_conversation(current_user_id(), conversation_id)
     return conversation_id if found else None

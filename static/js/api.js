@@ -4,9 +4,16 @@ export class ApiError extends Error {
   constructor(message, status) { super(message); this.status = status; }
 }
 
+/** The page's CSRF token (<meta name="csrf-token">), sent back on every state-changing request. */
+export function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+}
+
 export async function api(path, options = {}) {
   const init = { credentials: "same-origin", ...options, headers: { ...(options.headers || {}) } };
   if (init.body !== undefined && !(init.body instanceof FormData)) init.headers["Content-Type"] = "application/json";
+  if (init.method && init.method !== "GET") init.headers["X-CSRFToken"] = csrfToken();
   let response;
   try {
     response = await fetch(path, init);

@@ -1,6 +1,6 @@
 // Uploads: a button or drag and drop; a progress bar for the bytes, then for the per-chunk
 // analysis (file_progress events); the result lands in the conversation.
-import { toast } from "./api.js";
+import { csrfToken, toast } from "./api.js";
 
 export class Uploader {
   constructor(config, { currentConversation, onAccepted, onFinished }) {
@@ -56,6 +56,7 @@ export class Uploader {
     if (conversationId) form.append("conversation_id", conversationId);
     const request = new XMLHttpRequest();
     request.open("POST", "/upload_file");
+    request.setRequestHeader("X-CSRFToken", csrfToken());
     request.responseType = "json";
     this.show(`Uploading ${file.name}…`, 0);
     request.upload.addEventListener("progress", (event) => {
