@@ -97,7 +97,7 @@ class Config:
         self.ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in _env("ALLOWED_ORIGINS", "").split(",") if o.strip()]
         self.UPLOAD_QUOTA_MB = _number("UPLOAD_QUOTA_MB", "100", float)
         self.UPLOAD_TOTAL_MB = _number("UPLOAD_TOTAL_MB", "2000", float)
-        self.CSRF_ENABLED = True  # not a setting: only TestConfig turns it off (tests/test_security.py has it on)
+        self.csrf_protection = True  # not a setting (lower case): only TestConfig turns it off
         self.FILE_WORKERS = _number("FILE_WORKERS", "4")
         self.CHUNK_OVERLAP_TOKENS = _number("CHUNK_OVERLAP_TOKENS", "100")
         self.KNOWLEDGE_CHUNKS = _number("KNOWLEDGE_CHUNKS", "4")
@@ -176,7 +176,7 @@ class Config:
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": self.is_production,
             "TESTING": self.APP_ENV == "testing",
-            "WTF_CSRF_ENABLED": self.CSRF_ENABLED,
+            "WTF_CSRF_ENABLED": self.csrf_protection,
             "WTF_CSRF_TIME_LIMIT": None,  # valid as long as the session: a page left open still works
         }
 
@@ -221,7 +221,7 @@ class TestConfig(Config):
         self.AGENT_ENDPOINTS, self.AGENT_API_KEYS, self.AGENT_MODELS = {}, {}, {}
         self.AUTO_TITLE = False  # tests that count model requests would see the title call
         self.RATELIMIT_ENABLED = False  # on in tests/test_limits.py, which tests them
-        self.CSRF_ENABLED = False  # on in tests/test_security.py and in the browser tests (python app.py)
+        self.csrf_protection = False  # on in tests/test_security.py and in the browser tests (python app.py)
         self.LOG_FILE = None  # a LOG_FILE in .env is for the real server, not for test runs
         self.SECRET_KEY = "test-secret-key"
         for name, value in overrides.items():

@@ -68,7 +68,8 @@ def _process(store, client, config, job: UploadJob, progress) -> dict:
     text = job.path.read_text(encoding="utf-8")
     chunks = split(text, config)
     document = store.add_document(job.user_id, job.file_name, hashlib.sha256(text.encode()).hexdigest(),
-                                  [c.text for c in chunks], [c.tokens for c in chunks], job.conversation_id)
+                                  [c.text for c in chunks], [c.tokens for c in chunks], job.conversation_id,
+                                  size_bytes=job.size_bytes)
     facts = {"document_id": document["document_id"], "file_name": job.file_name, "job_id": job.job_id,
              "size_bytes": job.size_bytes, "encoding": job.encoding, "chunks": len(chunks)}
     line = _upload_line(job, len(chunks))
@@ -93,15 +94,28 @@ def _upload_line(job: UploadJob, chunks: int) -> str:
 
 def sweep_orphans(folder: Path, max_age_s: float = ORPHAN_AGE_S) -> int:
     """Delete saved uploads older than max_age_s (a worker died mid-job); returns how many."""
-    removed = 0
+    return _sweep(folder, max_age_s)[0]
+
+
+def sweep_and_measure(folder: Path, max_age_s: float = ORPHAN_AGE_S) -> int:
+    """The same sweep (run at every upload, so orphans never pile up between restarts); returns
+    the bytes of the uploads still waiting for their job, which count towards the total cap."""
+    return _sweep(folder, max_age_s)[1]
+
+
+def _sweep(folder: Path, max_age_s: float) -> tuple[int, int]:
+    removed = waiting = 0
     if not folder.is_dir():
-        return 0
+        return 0, 0
     cutoff = time.time() - max_age_s
     for path in folder.glob("*.upload"):
         try:
-            if path.stat().st_mtime < cutoff:
+            status = path.stat()
+            if status.st_mtime < cutoff:
                 path.unlink()
                 removed += 1
+            else:
+                waiting += status.st_size
         except OSError:
             continue
-    return removed
+    return removed, waiting

@@ -65,7 +65,7 @@ def error_detail(payload) -> tuple[str, str, dict]:
             return "an HTML page instead of an API answer (check OPENAI_BASE_URL)", "", {}
         try:
             payload = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
             return payload.strip()[:DETAIL_LIMIT], "", {}
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     if not isinstance(error, dict):

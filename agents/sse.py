@@ -108,7 +108,8 @@ def parse_chunk(chunk: dict) -> Iterator[StreamEvent]:
     if chunk.get("error"):
         raise stream_error(chunk)
     for choice in _first_choice(chunk.get("choices")):
-        delta = choice.get("delta") or choice.get("message") or {}
+        delta = choice.get("delta") or choice.get("message")
+        delta = delta if isinstance(delta, dict) else {}  # a server's garbage is no reply text
         reasoning = next((delta[key] for key in REASONING_FIELDS if _text(delta.get(key))), "")
         if reasoning:
             yield StreamEvent("reasoning", text=reasoning)
@@ -144,9 +145,10 @@ def _json_objects(data: str) -> list[dict] | None:
 
 
 def _loads(text: str):
+    """The JSON value, or None for text that is not JSON (or nested too deep to parse)."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

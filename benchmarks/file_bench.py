@@ -30,7 +30,7 @@ import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port  # noqa: E402
+from conftest import free_port, page_session  # noqa: E402
 from fake_llm_process import start_fake_llm, stop_process  # noqa: E402
 
 WORDS = ("alpha budget contract delivery estimate forecast growth harbour invoice journey kernel ledger "
@@ -132,8 +132,7 @@ def main() -> None:
         server = start_server(port, Path(tmp), fake_url, args.workers)
         try:
             wait_until_up(base, server)
-            http = requests.Session()
-            http.get(base + "/", timeout=10)
+            http = page_session(base)  # the cookie and the CSRF token, as the page has them
             cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
             pinger = Pinger(base, cookie)
             time.sleep(1.0)

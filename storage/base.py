@@ -124,8 +124,9 @@ class ConversationStore(ABC):
     # -- uploaded documents, searchable by chunk (the knowledge agent) ---------------------
     @abstractmethod
     def add_document(self, user_id: str, file_name: str, content_hash: str, chunks: list[str],
-                     chunk_tokens: list[int], conversation_id: str | None = None) -> Record:
+                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0) -> Record:
         """Store an uploaded file's text as ordered chunks, indexed for full-text search.
+        `size_bytes` (the upload's size) counts towards upload_bytes, for quotas.
 
         The same content_hash again for the same user returns the existing document (its
         file_name updated to the newest one, everything else as first stored) instead of a
@@ -133,6 +134,10 @@ class ConversationStore(ABC):
         chunk_count, tokens (sum), created_at. Raises NotFound when conversation_id is given
         and is not one of the user's conversations; ValueError when the lists disagree.
         """
+
+    @abstractmethod
+    def upload_bytes(self, user_id: str | None) -> int:
+        """The size of the uploads stored for one user (None: for everyone), for upload quotas."""
 
     @abstractmethod
     def get_document(self, user_id: str, document_id: str) -> Record | None: ...

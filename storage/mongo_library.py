@@ -41,7 +41,7 @@ class MongoLibrary:
 
     # -- documents ---------------------------------------------------------------------------
     def add_document(self, user_id: str, file_name: str, content_hash: str, chunks: list[str],
-                     chunk_tokens: list[int], conversation_id: str | None = None) -> Record:
+                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0) -> Record:
         """The unique (user_id, content_hash) index decides a race between two equal uploads."""
         validate_document(chunks, chunk_tokens)
         owned = {"conversation_id": conversation_id, "user_id": user_id}
@@ -49,7 +49,7 @@ class MongoLibrary:
             raise NotFound(conversation_id)
         doc = {"document_id": new_id(), "user_id": user_id, "conversation_id": conversation_id,
                "file_name": file_name, "content_hash": content_hash, "chunk_count": len(chunks),
-               "tokens": sum(chunk_tokens), "created_at": utcnow()}
+               "tokens": sum(chunk_tokens), "created_at": utcnow(), "size_bytes": max(0, size_bytes)}
         try:
             self.documents.insert_one(doc)
         except DuplicateKeyError:
@@ -57,7 +57,8 @@ class MongoLibrary:
                                                        {"$set": {"file_name": file_name}},
                                                        return_document=ReturnDocument.AFTER)
             if known is None:  # deleted between the two calls: store it afresh
-                return self.add_document(user_id, file_name, content_hash, chunks, chunk_tokens, conversation_id)
+                return self.add_document(user_id, file_name, content_hash, chunks, chunk_tokens, conversation_id,
+                                         size_bytes)
             return _document(known)
         self._insert_chunks(doc, chunks, chunk_tokens)
         return _document(doc)
@@ -73,6 +74,12 @@ class MongoLibrary:
         except PyMongoError:
             self.delete_document(doc["user_id"], doc["document_id"])
             raise
+
+    def upload_bytes(self, user_id: str | None) -> int:
+        match = {} if user_id is None else {"user_id": user_id}
+        rows = list(self.documents.aggregate([{"$match": match},
+                                              {"$group": {"_id": None, "total": {"$sum": "$size_bytes"}}}]))
+        return int(rows[0]["total"]) if rows else 0
 
     def get_document(self, user_id: str, document_id: str) -> Record | None:
         doc = self.documents.find_one({"document_id": document_id, "user_id": user_id})

@@ -25,7 +25,7 @@ class SqliteLibrary:
 
     # -- documents ---------------------------------------------------------------------------
     def add_document(self, user_id: str, file_name: str, content_hash: str, chunks: list[str],
-                     chunk_tokens: list[int], conversation_id: str | None = None) -> Record:
+                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0) -> Record:
         """One transaction, so a document is never seen without its chunks (or twice)."""
         validate_document(chunks, chunk_tokens)
         with self._write() as db:
@@ -40,11 +40,20 @@ class SqliteLibrary:
             db.execute(f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (document_id, user_id, conversation_id, file_name, content_hash, len(chunks),
                         sum(chunk_tokens), iso(utcnow())))
+            db.execute("UPDATE documents SET size_bytes = ? WHERE document_id = ?", (max(0, size_bytes), document_id))
             db.executemany("INSERT INTO document_chunks (document_id, user_id, idx, content, tokens) "
                            "VALUES (?, ?, ?, ?, ?)",
                            ((document_id, user_id, i, text, n) for i, (text, n) in
                             enumerate(zip(chunks, chunk_tokens))))
             return _document(db, user_id, document_id)
+
+    def upload_bytes(self, user_id: str | None) -> int:
+        if user_id is None:
+            row = self._db().execute("SELECT COALESCE(SUM(size_bytes), 0) FROM documents").fetchone()
+        else:
+            row = self._db().execute("SELECT COALESCE(SUM(size_bytes), 0) FROM documents WHERE user_id = ?",
+                                     (user_id,)).fetchone()
+        return int(row[0])
 
     def get_document(self, user_id: str, document_id: str) -> Record | None:
         return _document(self._db(), user_id, document_id)

@@ -176,4 +176,6 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (2, "ranked full-text search over messages and titles (FTS5)", FULL_TEXT),
     (3, "messages.meta; documents and their chunks (FTS5), jobs and the model cache", LIBRARY_TABLES),
     (4, "accounts; full-text rows re-indexed when their user_id changes", ACCOUNTS),
+    (5, "documents.size_bytes, for upload quotas",
+     "ALTER TABLE documents ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0 CHECK (size_bytes >= 0);"),
 ]

@@ -108,6 +108,21 @@ def redis_url():
     client.flushdb()
 
 
+def page_session(base: str):
+    """A requests.Session that loaded the page like a browser: it has the session cookie and
+    sends the page's CSRF token (`<meta name="csrf-token">`) on every request."""
+    import re
+
+    import requests
+    browser = requests.Session()
+    page = browser.get(base + "/", timeout=10)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text)
+    if token:
+        browser.headers["X-CSRFToken"] = token[1]
+    browser.first_page = page
+    return browser
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as probe:

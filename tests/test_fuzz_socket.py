@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agents.math_agent import shutdown as stop_math_worker
@@ -32,8 +32,9 @@ EVENT_KEYS = {
     "stop_generation": ("conversation_id",),
     "heartbeat": (),
 }
-BUDGET = {"send_message": 70, "regenerate": 40, "join_conversation": 25, "stop_generation": 25, "heartbeat": 15}
-CONNECT_BUDGET = 15
+BUDGET = {"send_message": 150, "regenerate": 80, "join_conversation": 50, "stop_generation": 50, "heartbeat": 30}
+CONNECT_BUDGET = 25
+SEQUENCE_BUDGET = 60  # lists of 2 to 8 events each
 SUCCESS_KEYS = {
     "send_message": {"ok", "conversation_id", "message_id", "reply_id", "duplicate"},
     "regenerate": {"ok", "conversation_id", "message_id", "reply_id"},
@@ -42,8 +43,7 @@ SUCCESS_KEYS = {
     "heartbeat": {"ok"},
 }
 REFUSAL_KEYS = {"ok", "message", "retry_after"}
-FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                      HealthCheck.function_scoped_fixture])
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 REPLY_WAIT_S = 15.0
 
 
@@ -99,40 +99,69 @@ def _nest(leaf, as_list: list[bool]):
 
 
 values = json_values()
-def _own(*whats: str):
-    return st.sampled_from([Ref(f"attacker.{what}") for what in whats])
+
+
+def _known(*whats: str):
+    """Real ids: mostly the attacker's own (so requests get through), else the victim's (refused)."""
+    return st.sampled_from([Ref(f"{who}.{what}") for who in ("attacker", "attacker", "victim") for what in whats])
 
 
 PLAUSIBLE = {  # values that pass validation, so the success paths get fuzzed too
     "message": st.sampled_from(VALID_MESSAGES) | any_text,
-    "conversation_id": st.none() | _own("conversation"),
-    "message_id": _own("user_message", "reply"),
-    "parent_message_id": st.none() | _own("user_message", "reply"),
-    "edit_of": st.none() | _own("user_message"),
-    "document_id": st.none() | _own("document"),
+    "conversation_id": st.none() | _known("conversation"),
+    "message_id": _known("user_message", "reply"),
+    "parent_message_id": st.none() | _known("user_message", "reply"),
+    "edit_of": st.none() | _known("user_message"),
+    "document_id": st.none() | _known("document"),
     "client_message_id": st.none() | st.sampled_from(["c-1", "c-2", "x" * 100, "x" * 101]),
     "model": st.none() | st.sampled_from(["gpt-4o-mini", ""]),
 }
-REQUIRED = {"send_message": ("message",), "regenerate": ("conversation_id", "message_id"),
-            "join_conversation": ("conversation_id",), "stop_generation": ("conversation_id",), "heartbeat": ()}
+REQUIRED = {  # the keys a plausible payload always has, with values that can pass
+    "send_message": {"message": PLAUSIBLE["message"]},
+    "regenerate": {"conversation_id": _known("conversation"), "message_id": PLAUSIBLE["message_id"]},
+    "join_conversation": {"conversation_id": _known("conversation")},
+    "stop_generation": {"conversation_id": _known("conversation")},
+    "heartbeat": {},
+}
 
 
 def payloads(event: str):
-    """Mostly a dict of the event's keys, plausible (so some get through), with wild values for
-    some keys and stray keys added; sometimes every key wild or missing; sometimes any value."""
-    keys = EVENT_KEYS[event]
+    """Mostly a dict of the event's keys, plausible (so some get through) with wild values for
+    some optional keys and stray keys added; else every key wild or missing; else any value."""
+    keys, required = EVENT_KEYS[event], REQUIRED[event]
     extra = st.dictionaries(st.text(max_size=12) | st.sampled_from(["__proto__", "$where", "ok"]), values, max_size=2)
-    plausible = st.fixed_dictionaries({key: PLAUSIBLE[key] for key in REQUIRED[event]},
-                                      optional={key: PLAUSIBLE.get(key, ids) | values for key in keys})
+    plausible = st.fixed_dictionaries(required, optional={key: PLAUSIBLE.get(key, ids) | values
+                                                          for key in keys if key not in required})
     wild = st.fixed_dictionaries({}, optional={key: ids | values for key in keys})
-    shaped = st.builds(lambda stray, known: {**stray, **known}, extra, plausible | wild)
-    return st.integers(0, 9).flatmap(lambda pick: shaped if pick < 8 else values)
+    merged = {pick: st.builds(lambda stray, known: {**stray, **known}, extra, shape)
+              for pick, shape in (("plausible", plausible), ("wild", wild))}
+    return st.integers(0, 9).flatmap(lambda pick: merged["plausible"] if pick < 6
+                                     else merged["wild"] if pick < 8 else values)
 
 
 def event_args(event: str):
     """The event's arguments: usually one payload, sometimes none or several (a JS client may)."""
     return st.integers(0, 9).flatmap(lambda pick: payloads(event).map(lambda payload: (payload,)) if pick < 8
                                      else st.just(()) if pick == 8 else st.tuples(payloads(event), values))
+
+
+steps = st.lists(st.sampled_from(sorted(EVENT_KEYS)).flatmap(
+    lambda event: st.tuples(st.just(event), event_args(event))), min_size=2, max_size=8)
+ODD_ARGS = [(), (None,), ({}, 1, {"conversation_id": Ref("attacker.conversation")})]
+REGRESSIONS = {  # what this fuzzing found once, tried first on every run
+    "send_message": [({"message": "a\ud800b"},), ({"message": "hi", "client_message_id": "\udfff"},),
+                     ({"message": "hi", "conversation_id": "\udc00"},), ({"message": "hi", "document_id": "\udfff"},),
+                     ({"message": "hi", "conversation_id": Ref("attacker.conversation"), "edit_of": "\udfff"},),
+                     # a re-sent client_message_id must ack the conversation that holds it, creating none
+                     ({"message": "again", "client_message_id": "resend-1"},),
+                     ({"message": "again", "client_message_id": "resend-1"},),
+                     ({"message": "again", "client_message_id": "resend-1",
+                       "conversation_id": Ref("attacker.conversation")},)],
+    "regenerate": [({"conversation_id": Ref("attacker.conversation"), "message_id": "\udfff"},)],
+    "join_conversation": [({"conversation_id": "\ud800"},)],
+    "stop_generation": [({"conversation_id": "\ud800"},)],
+    "heartbeat": [],
+}
 
 
 # -- two users on one app -----------------------------------------------------------------------
@@ -147,21 +176,27 @@ class User:
             self.id = session["user_id"]
         self.sock = socketio.test_client(app, flask_test_client=self.http)
         assert self.sock.is_connected()
-        self.sock.get_received()
+        self.log: list[dict] = []
 
-    def wait_reply(self, reply_id: str) -> list[dict]:
-        """Events until the reply's response_done arrived and none of this user's replies runs."""
-        events, deadline = [], time.monotonic() + REPLY_WAIT_S
+    def received(self) -> list[dict]:
+        """Every event this socket received since the log was last cleared."""
+        self.log += self.sock.get_received()
+        return self.log
+
+    def wait_reply(self, reply_id: str) -> None:
+        """Until the reply's response_done arrived and none of this user's replies is generating."""
+        deadline = time.monotonic() + REPLY_WAIT_S
         while True:
-            events += self.sock.get_received()
-            done = [e for e in events if e["name"] == "response_done" and e["args"][0]["message_id"] == reply_id]
+            done = [e for e in self.received() if e["name"] == "response_done"
+                    and e["args"][0]["message_id"] == reply_id]
             if done and generations.count(self.id) == 0:
-                return events
+                return
             if time.monotonic() > deadline:
-                raise AssertionError(f"reply {reply_id} never completed; got {[e['name'] for e in events]}")
+                raise AssertionError(f"reply {reply_id} never completed; got {[e['name'] for e in self.log]}")
             time.sleep(0.005)
 
     def converse(self, message: str, **fields) -> dict:
+        self.log.clear()
         ack = self.sock.emit("send_message", {"message": message, **fields}, callback=True)
         assert ack["ok"] is True, ack
         self.wait_reply(ack["reply_id"])
@@ -199,33 +234,50 @@ class World:
                 "messages": {c["conversation_id"]: self.store.list_messages(user.id, c["conversation_id"])
                              for c in conversations}}
 
-    def attack(self, event: str, args: tuple) -> bool:
-        """One fuzzed event from the attacker, then the victim's checks; True if it was accepted."""
-        args = self.resolve(args)
+    def attack(self, steps: list[tuple[str, tuple]]) -> list[str]:
+        """Fuzzed events from the attacker, back to back (replies may still be generating), then
+        the checks: what was accepted belongs to the attacker and its replies complete; the
+        victim's data is untouched and the victim is still served. Returns the accepted events."""
         before = self.snapshot(self.victim)
-        self.attacker.sock.get_received()
-        ack = self.attacker.sock.emit(event, *args, callback=True)
-        check_ack(event, ack)
-        assert self.attacker.sock.is_connected()
-        if ack["ok"]:
+        self._check_nothing_leaked()
+        self.attacker.log.clear()
+        acks = [(event, self._emit(event, args)) for event, args in steps]
+        accepted = [(event, ack) for event, ack in acks if ack["ok"]]
+        for event, ack in accepted:
+            if event in ("send_message", "regenerate") and not ack.get("duplicate"):
+                self.attacker.wait_reply(ack["reply_id"])
+        for event, ack in accepted:
             self._check_success(event, ack)
-        else:
-            errors = [e["args"][0] for e in self.attacker.sock.get_received() if e["name"] == "error"]
-            assert {"message": ack["message"]} in errors, errors
         assert self.snapshot(self.victim) == before
         self.victim_still_served()
-        return ack["ok"]
+        self._check_nothing_leaked()
+        return [event for event, _ in accepted]
+
+    def _check_nothing_leaked(self) -> None:
+        """No event the attacker's socket received names the victim's conversation or identity."""
+        secrets = {self.refs["victim.conversation"], self.victim.id}
+        leaked = [e for e in self.attacker.received() if any(secret in repr(e) for secret in secrets)]
+        assert leaked == []
+
+    def _emit(self, event: str, args: tuple) -> dict:
+        """One event: a well-shaped ack, the socket still up, a refusal also emitted as `error`."""
+        seen = len(self.attacker.received())
+        ack = self.attacker.sock.emit(event, *self.resolve(args), callback=True)
+        check_ack(event, ack)
+        assert self.attacker.sock.is_connected()
+        if not ack["ok"]:
+            errors = [e["args"][0] for e in self.attacker.received()[seen:] if e["name"] == "error"]
+            assert {"message": ack["message"]} in errors, errors
+        return ack
 
     def _check_success(self, event: str, ack: dict) -> None:
-        """Whatever the ack names belongs to the attacker; a reply it started completes."""
+        """Whatever the ack names is the attacker's; the messages a send or regenerate names are stored."""
         if "conversation_id" in ack:
             assert self.store.get_conversation(self.attacker.id, ack["conversation_id"]) is not None
         if event in ("send_message", "regenerate"):
-            if not ack.get("duplicate"):
-                self.attacker.wait_reply(ack["reply_id"])
             for key in ("message_id", "reply_id"):
                 stored = self.store.get_message(self.attacker.id, ack[key])
-                assert stored is not None and stored["conversation_id"] == ack["conversation_id"]
+                assert stored is not None and stored["conversation_id"] == ack["conversation_id"], (key, ack)
         if event == "join_conversation" and ack["generating"] is not None:
             assert set(ack["generating"]) >= {"message_id", "text"}
 
@@ -308,10 +360,25 @@ def test_fuzz_socket_event_acks_and_spares_other_users(world, examples, event):
     @given(args=event_args(event))
     def attack(args):
         examples.run[event] += 1
-        examples.accepted[event] += world.attack(event, args)
+        examples.accepted[event] += len(world.attack([(event, args)]))
 
+    for args in reversed(ODD_ARGS + REGRESSIONS[event]):  # @example runs the outermost first
+        attack = example(args=args)(attack)
     attack()
     assert examples.run[event] >= BUDGET[event]
+
+
+def test_fuzz_socket_event_sequences_while_replies_generate(world, examples):
+    """Events back to back without waiting for replies: stops, joins, regenerations and sends
+    land while replies are generating (busy refusals, stopped replies, partial-reply snapshots)."""
+    @settings(FUZZ, max_examples=SEQUENCE_BUDGET)
+    @given(steps=steps)
+    def attack(steps):
+        examples.run["sequence"] += 1
+        examples.accepted["sequence"] += bool(world.attack(steps))
+
+    attack()
+    assert examples.run["sequence"] >= SEQUENCE_BUDGET
 
 
 def test_fuzz_socket_connect_with_any_auth(world, examples):

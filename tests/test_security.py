@@ -193,7 +193,7 @@ def test_security_the_api_key_is_nowhere_a_user_can_look(make_app, fake_llm, cap
 
 @pytest.fixture
 def guarded(make_app):
-    return make_app(CSRF_ENABLED=True)
+    return make_app(csrf_protection=True)
 
 
 def page_token(client) -> str:

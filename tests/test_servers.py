@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port
+from conftest import free_port, page_session
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -55,8 +55,8 @@ def served(tmp_path):
 
 def _exercise(base):
     """A browser's first steps: page, new conversation, list it."""
-    browser = requests.Session()
-    assert "Chat Application" in browser.get(base + "/", timeout=5).text
+    browser = page_session(base)
+    assert "Chat Application" in browser.first_page.text
     cid = browser.post(base + "/start_conversation", timeout=5).json()["conversation_id"]
     listed = browser.get(base + "/list_conversations", timeout=5).json()["conversations"]
     assert [c["conversation_id"] for c in listed] == [cid]

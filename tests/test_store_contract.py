@@ -230,3 +230,12 @@ def test_store_get_message_by_id_is_scoped_to_the_user(store):
     assert store.get_message("alice", message["message_id"]) == message
     assert store.get_message("bob", message["message_id"]) is None
     assert store.get_message("alice", "no-such-id") is None
+
+
+def test_store_upload_bytes_per_user_and_in_total(store):
+    assert store.upload_bytes("alice") == store.upload_bytes(None) == 0
+    store.add_document("alice", "a.txt", "h1", ["x"], [1], size_bytes=1000)
+    store.add_document("alice", "b.txt", "h2", ["y"], [1], size_bytes=500)
+    store.add_document("bob", "c.txt", "h3", ["z"], [1], size_bytes=7)
+    store.add_document("alice", "a-again.txt", "h1", ["x"], [1], size_bytes=1000)  # the same file: not twice
+    assert (store.upload_bytes("alice"), store.upload_bytes("bob"), store.upload_bytes(None)) == (1500, 7, 1507)

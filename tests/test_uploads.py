@@ -138,3 +138,32 @@ def test_jobs_are_private_and_unknown_ids_404(client, other_client):
     job_id = post_upload(client, "a.txt", b"hello").get_json()["job_id"]
     assert other_client.get(f"/jobs/{job_id}").status_code == 404
     assert client.get("/jobs/nope").get_json() == {"message": "Job not found."}
+
+
+# -- quotas ----------------------------------------------------------------------------------------
+
+def test_upload_quota_per_user_counts_what_is_stored(make_app):
+    app = make_app(UPLOAD_QUOTA_MB=0.001)  # 1,048 bytes
+    browser, other = app.test_client(), app.test_client()
+    first = post_upload(browser, "a.txt", b"a" * 700)
+    assert first.status_code == 202 and wait_for_job(browser, first.get_json()["job_id"])["status"] == "done"
+    refused = post_upload(browser, "b.txt", b"b" * 700)
+    assert refused.status_code == 413
+    assert "of your 0.001 MB" in refused.get_json()["message"]
+    assert post_upload(other, "c.txt", b"c" * 700).status_code == 202  # another user has their own quota
+    browser.delete(f"/conversations/{first.get_json()['conversation_id']}")
+    assert post_upload(browser, "b.txt", b"b" * 700).status_code == 202  # deleting frees the room
+
+
+def test_upload_total_cap_counts_everyone_and_files_waiting(make_app, tmp_path):
+    app = make_app(UPLOAD_TOTAL_MB=0.002)  # 2,097 bytes for the whole server
+    first, second = app.test_client(), app.test_client()
+    done = post_upload(first, "a.txt", b"a" * 900)
+    wait_for_job(first, done.get_json()["job_id"])
+    waiting = tmp_path / "instance" / "uploads" / "pending.upload"
+    waiting.parent.mkdir(parents=True, exist_ok=True)
+    waiting.write_bytes(b"w" * 900)  # a file whose job has not run yet
+    refused = post_upload(second, "b.txt", b"b" * 400)
+    assert refused.status_code == 413 and "storage is full" in refused.get_json()["message"]
+    waiting.unlink()
+    assert post_upload(second, "b.txt", b"b" * 400).status_code == 202

@@ -17,7 +17,7 @@ def init_app(app: Flask) -> None:
 
 def _http_error(error: HTTPException):
     message = error.description if error.description and not _is_default(error) else error.name + "."
-    if isinstance(error, RequestEntityTooLarge):
+    if isinstance(error, RequestEntityTooLarge) and _is_default(error):  # werkzeug's own, not ours
         limit = current_app.config["CHAT"].MAX_FILE_SIZE_MB
         message = f"The request is larger than the {limit:g} MB upload limit."
     return jsonify(message=message), error.code

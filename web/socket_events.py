@@ -165,6 +165,9 @@ def _send_message(socketio: SocketIO, data) -> dict:
     refusal = _over_limit(user_id)
     if refusal:
         return refusal
+    resent = _resent(store, user_id, client_id)
+    if resent:
+        return resent
     if data.get("conversation_id") is None:
         if data.get("parent_message_id") is not None or data.get("edit_of") is not None:
             return _refuse("A new conversation has no messages to continue or edit.")
@@ -310,6 +313,18 @@ def _retitle(socketio, deps: TurnDeps, user_id: str, conversation_id: str) -> No
     if title:
         socketio.emit("conversation_title", {"conversation_id": conversation_id, "title": title},
                       to=user_room(user_id))
+
+
+def _resent(store, user_id: str, client_id: str | None) -> dict | None:
+    """The ack for a client_message_id already stored: its own conversation (a re-send without or
+    with another conversation_id must not create an empty one or name the wrong one), or None."""
+    message_id = _message_id(user_id, client_id) if client_id is not None else None
+    stored = store.get_message(user_id, message_id) if message_id else None
+    if stored is None:
+        return None
+    join_room(conversation_room(stored["conversation_id"]))
+    return {"ok": True, "conversation_id": stored["conversation_id"], "message_id": message_id,
+            "reply_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"reply:{message_id}")), "duplicate": True}
 
 
 def _already_answered(store, user_id: str, conversation_id: str, reply_id: str) -> bool:

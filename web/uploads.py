@@ -12,7 +12,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.utils import secure_filename
 
 import utils
-from agents.file_jobs import UploadJob, run_upload_job
+from agents.file_jobs import UploadJob, run_upload_job, sweep_and_measure
 from .context import current_user_id, get_store, owned_conversation
 from .socket_events import user_room
 
@@ -49,6 +49,7 @@ def upload_file():
     if not text.strip():
         abort(400, "The file contains only whitespace.")
     store, user_id = get_store(), current_user_id()
+    _check_room(store, user_id, len(raw), config)
     conversation_id = _conversation_for(store, user_id, name)
     job = store.create_job(user_id, "file_analysis", conversation_id)
     path = _save(upload_folder(config), text.encode("utf-8"))
@@ -70,6 +71,19 @@ def get_job(job_id: str):
     elif job["status"] == "error":
         body["message"] = job["error"]
     return jsonify(body)
+
+
+def _check_room(store, user_id: str, size: int, config) -> None:
+    """The user's quota and the app's total cap (stored uploads plus files waiting for their job);
+    413 with what is used, so the user knows what to delete."""
+    mb = 1024 * 1024
+    used = store.upload_bytes(user_id)
+    if used + size > config.UPLOAD_QUOTA_MB * mb:
+        abort(413, f"Your uploads use {used / mb:.1f} MB of your {config.UPLOAD_QUOTA_MB:g} MB; this file "
+                   f"needs {size / mb:.1f} MB more. Delete conversations with uploads you no longer need.")
+    waiting = sweep_and_measure(upload_folder(config))
+    if store.upload_bytes(None) + waiting + size > config.UPLOAD_TOTAL_MB * mb:
+        abort(413, "This server's upload storage is full. Ask its administrator, or try again later.")
 
 
 def _conversation_for(store, user_id: str, file_name: str) -> str:
