@@ -36,11 +36,13 @@ def live(tmp_path, fake_llm):
 def make_page(chromium, live):
     contexts = []
 
-    def make(width=1200, height=800, theme="light", same_browser_as: Watched | None = None) -> Watched:
-        """A page in a new browser context; `same_browser_as` shares that page's cookies (same user)."""
+    def make(width=1200, height=800, theme="light", same_browser_as: Watched | None = None,
+             bypass_csp: bool = False) -> Watched:
+        """A page in a new browser context; `same_browser_as` shares that page's cookies (same user).
+        `bypass_csp` lets a test inject axe-core, or test the sanitiser without the CSP behind it."""
         state = same_browser_as.page.context.storage_state() if same_browser_as else None
         context = chromium.new_context(viewport={"width": width, "height": height}, color_scheme=theme,
-                                       base_url=live.base, storage_state=state)
+                                       base_url=live.base, storage_state=state, bypass_csp=bypass_csp)
         context.add_init_script(f"localStorage.setItem('theme', '{theme}')")
         contexts.append(context)
         watched = Watched(context.new_page())
@@ -226,8 +228,9 @@ XSS = ["<img src=x onerror=\"window.__xss='img'\">", "<script>window.__xss='scri
        "<svg onload=\"window.__xss='svg'\"></svg>"]
 
 
-def test_xss_in_a_message_a_reply_and_a_file_name_runs_nothing(page, fake_llm):
-    watched = page
+def test_xss_in_a_message_a_reply_and_a_file_name_runs_nothing(make_page, fake_llm):
+    """The sanitiser alone (the CSP is bypassed here; the next test checks the CSP alone)."""
+    watched = make_page(bypass_csp=True)
     fake_llm.reply = "Reply " + " ".join(XSS) + " [click](javascript:window.__xss='link')"
     page = open_chat(watched)
     send(page, "Hi " + XSS[0] + XSS[1])
@@ -236,6 +239,7 @@ def test_xss_in_a_message_a_reply_and_a_file_name_runs_nothing(page, fake_llm):
     page.set_input_files("#file-input", {"name": "<img src=x onerror=alert(1)>.txt", "mimeType": "text/plain",
                                          "buffer": b"harmless text here"})
     expect(page.locator(".message.user .message-body").last).to_contain_text(".txt")
+    assert page.evaluate("() => window.__xss") is None
     page.reload()
     expect(page.locator(".message.assistant").first).to_contain_text("Reply")
     assert page.evaluate("() => window.__xss") is None
@@ -244,6 +248,29 @@ def test_xss_in_a_message_a_reply_and_a_file_name_runs_nothing(page, fake_llm):
     assert all(not (links.nth(i).get_attribute("href") or "").startswith("javascript") for i in range(links.count()))
     assert watched.dialogs == []
     assert [e for e in watched.errors if "Failed to load resource" not in e] == []  # <img src=x> may 404
+
+
+def test_the_content_security_policy_blocks_what_a_sanitiser_might_miss(page):
+    """Markup that got into the page anyway: its handler, inline script and javascript: link do not run."""
+    page = open_chat(page)
+    page.evaluate("""() => {
+      const box = document.createElement("div");
+      box.innerHTML = '<img src="data:," onerror="window.__csp = 1"><a id="js" href="javascript:window.__csp = 2">x</a>';
+      document.body.append(box);
+      const script = document.createElement("script");
+      script.textContent = "window.__csp = 3";
+      document.body.append(script);
+    }""")
+    page.locator("#js").click()
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__csp") is None
+
+
+def test_xss_in_a_search_query_runs_nothing(page):
+    page.page.goto("/search?q=" + "%3Cimg%20src%3Dx%20onerror%3D%22window.__xss%3D1%22%3E")
+    expect(page.page.locator("#search-query")).to_have_value("<img src=x onerror=\"window.__xss=1\">")
+    assert page.page.evaluate("() => window.__xss") is None
+    assert page.page.locator("main img").count() == 0
 
 
 def test_xss_in_a_renamed_title_runs_nothing(make_page, fake_llm):
@@ -302,20 +329,20 @@ def test_screenshots_and_accessibility(make_page, fake_llm):
     on each: no serious or critical violation."""
     fake_llm.reply = REPLY
     found = {}
-    light = make_page()
+    light = make_page(bypass_csp=True)  # axe-core is injected as an inline script
     page = open_chat(light)
     _conversation_for_screens(page)
     conversation_id = current_conversation(page)
     light.screenshot("chat-light")
     found["chat light"] = light.serious_accessibility_violations()
-    for name, watched in (("chat-dark", make_page(theme="dark", same_browser_as=light)),
-                          ("chat-mobile", make_page(375, 740, same_browser_as=light))):
+    for name, watched in (("chat-dark", make_page(theme="dark", same_browser_as=light, bypass_csp=True)),
+                          ("chat-mobile", make_page(375, 740, same_browser_as=light, bypass_csp=True))):
         watched.page.goto(f"/?c={conversation_id}")
         wait_idle(watched.page)
         expect(watched.page.locator(".message.assistant")).to_have_count(2)
         watched.screenshot(name)
         found[name] = watched.serious_accessibility_violations()
-    search = make_page(same_browser_as=light)
+    search = make_page(same_browser_as=light, bypass_csp=True)
     search.page.goto("/search?q=python")
     expect(search.page.locator(".result")).to_have_count(1)
     search.screenshot("search")
