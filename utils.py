@@ -5,6 +5,7 @@ Pure functions over plain data, no Flask import: easy to test and to benchmark.
 from __future__ import annotations
 
 import codecs
+import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -53,6 +54,20 @@ def truncate_tokens(text: str, limit: int) -> str:
 def generate_conversation_text(history: list[dict]) -> str:
     """'Role: content' lines, as seed 001 shows; used for exports and summaries."""
     return "\n".join(f"{turn['role'].capitalize()}: {turn['content']}" for turn in history)
+
+
+def storable(text: str) -> bool:
+    """Encodable as UTF-8: JSON can carry unpaired surrogates ("\\ud800"), which no store accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_json(value) -> bool:
+    """Every string in a decoded JSON value (keys too) is storable."""
+    return storable(json.dumps(value, ensure_ascii=False))
 
 
 def allowed_file(filename: str, allowed: frozenset[str]) -> bool:

@@ -1,4 +1,6 @@
 """Bad input gets a 4xx with a JSON message and changes nothing."""
+import json
+
 import pytest
 
 BAD_BODIES = [
@@ -42,3 +44,16 @@ def test_validation_too_long_few_shot_example(client):
 def test_validation_strange_conversation_ids_are_404(client, cid):
     response = client.get(f"/load_conversation/{cid}")
     assert response.status_code == 404 and response.get_json() == {"message": "Conversation not found."}
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("post", "/start_conversation", {"title": "\ud800"}),
+    ("post", "/add_few_shot_example", {"user_prompt": "a\udfff", "assistant_response": "b"}),
+    ("post", "/import_conversations", {"title": "x", "messages": [{"role": "user", "content": "\ud800"}]}),
+    ("post", "/register", {"username": "alice", "password": "long enough \ud800"}),
+    ("post", "/login", {"username": "alice", "password": "long enough \ud800"}),
+])
+def test_validation_unpaired_surrogates_are_a_clear_400(client, method, path, body):
+    """JSON may escape a lone surrogate; no store can keep one (found by the socket fuzzing)."""
+    answer = getattr(client, method)(path, data=json.dumps(body), content_type="application/json")
+    assert answer.status_code == 400 and answer.get_json()["message"]

@@ -17,6 +17,7 @@ from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_t
 from flask_wtf.csrf import generate_csrf
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import utils
 from storage.base import AccountExists
 from .context import get_store
 from .login_throttle import LoginThrottle
@@ -105,7 +106,8 @@ def _credentials(mode: str) -> tuple[str, str]:
     if not isinstance(username, str) or not USERNAME.fullmatch(username.strip()):
         abort(_refuse(mode, 400, "Usernames are 3 to 40 letters, digits, '.', '_' or '-', starting with a "
                                  "letter or digit."))
-    if not isinstance(password, str) or not PASSWORD_LENGTH[0] <= len(password) <= PASSWORD_LENGTH[1]:
+    if not isinstance(password, str) or not PASSWORD_LENGTH[0] <= len(password) <= PASSWORD_LENGTH[1] \
+            or not utils.storable(password):
         abort(_refuse(mode, 400, f"Passwords are {PASSWORD_LENGTH[0]} to {PASSWORD_LENGTH[1]} characters."))
     return username.strip(), password
 

@@ -15,7 +15,7 @@ NO_IDENTITY_ENDPOINTS = {"system.health", "system.live", "system.ready", "system
 # Open to anyone even with AUTH_REQUIRED: the way in, and what the login page itself loads.
 PUBLIC_ENDPOINTS = NO_IDENTITY_ENDPOINTS | {"accounts.login_page", "accounts.register_page", "accounts.login",
                                             "accounts.register", "accounts.logout", "accounts.account",
-                                            "system.openapi"}
+                                            "openapi.openapi"}
 LOGIN_NEEDED = "Log in to use this app."
 
 _lock = threading.Lock()

@@ -150,7 +150,7 @@ def _send_message(socketio: SocketIO, data) -> dict:
     text, client_id = data.get("message"), data.get("client_message_id")
     if not isinstance(text, str) or not text.strip():
         return _refuse("The message must be non-empty text.")
-    if len(text) > utils.MAX_MESSAGE_CHARS or "\x00" in text or not _storable(text):
+    if len(text) > utils.MAX_MESSAGE_CHARS or "\x00" in text or not utils.storable(text):
         return _refuse(f"The message must be at most {utils.MAX_MESSAGE_CHARS} characters of text; "
                        "upload longer text as a file.")
     if client_id is not None and not _short_id(client_id):
@@ -263,16 +263,9 @@ def _message_in(store, user_id: str, conversation_id: str, message_id) -> dict |
 
 
 def _short_id(value) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID and _storable(value)
+    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID and utils.storable(value)
 
 
-def _storable(text: str) -> bool:
-    """Encodable as UTF-8: JSON can carry unpaired surrogates ("\\ud800"), which no store accepts."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _start_generation(socketio, user_id, conversation_id, message_id, reply_id, document_id, model) -> None:

@@ -24,6 +24,7 @@ import utils
 from storage.base import FINISH_REASONS, ROLES, ConversationStore, as_utc
 from . import shapes
 from .context import current_user_id, get_store, owned_conversation
+from .validation import require_storable
 
 bp = Blueprint("transfer", __name__)
 EXPORT_VERSION = 1
@@ -119,9 +120,11 @@ def _payload():
     else:
         abort(400, "Send a .json file in the 'file' field, or a JSON body.")
     try:
-        return json.loads(raw)
+        payload = json.loads(raw)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
         abort(400, "The import is not valid JSON.")
+    require_storable(payload)
+    return payload
 
 
 def _items(payload) -> list:

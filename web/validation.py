@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from flask import abort, request
 
+import utils
+
 
 def json_body(required: bool = True) -> dict:
     """The request's JSON object; {} when optional and absent."""
@@ -11,7 +13,14 @@ def json_body(required: bool = True) -> dict:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, "Request body must be a JSON object.")
+    require_storable(body)
     return body
+
+
+def require_storable(value) -> None:
+    """400 for text no store can keep (unpaired surrogates), before it reaches one."""
+    if not utils.storable_json(value):
+        abort(400, "Text must be valid Unicode (it has an unpaired surrogate).")
 
 
 def required_string(body: dict, name: str, max_length: int) -> str:
