@@ -93,6 +93,8 @@ def _stream(client, plan, reply_tokens: int, turn: Turn) -> tuple[str, str, dict
             raise LLMStreamError("The model stopped: the conversation is too long.", partial="".join(parts))
         raise
     except LLMError as error:
+        if turn.stopped():  # Stop was pressed while the endpoint was silent: that, not the timeout, ended it
+            return "".join(parts) or error.partial, "stopped", usage
         metrics.error(metrics.llm_error_kind(error))
         emitter.error(error.message)
         return "".join(parts) or getattr(error, "partial", "") or "", "error", usage

@@ -5,9 +5,14 @@ in this process's memory, which is enough for a single worker.
 """
 from __future__ import annotations
 
+import logging
 import threading
+from typing import Callable
+
+import redis
 
 TTL_SECONDS = 3600
+log = logging.getLogger("chat.inflight")
 
 
 class MemoryInflight:
@@ -62,8 +67,12 @@ class RedisInflight:
         return bool(self.redis.set(f"inflight:conv:{conversation_id}", reply_id, nx=True, ex=TTL_SECONDS))
 
     def append(self, reply_id: str, text: str) -> None:
+        """Best effort: only a tab joining mid-reply reads this, so a Redis outage must not end the reply."""
         key = f"inflight:text:{reply_id}"
-        self.redis.pipeline().append(key, text).expire(key, TTL_SECONDS).execute()
+        try:
+            self.redis.pipeline().append(key, text).expire(key, TTL_SECONDS).execute()
+        except redis.RedisError as error:
+            log.warning("In-flight text not saved: %s", type(error).__name__)
 
     def snapshot(self, conversation_id: str) -> dict | None:
         reply_id = self.redis.get(f"inflight:conv:{conversation_id}")
@@ -81,10 +90,35 @@ class RedisInflight:
         return reply_id.decode()
 
     def stop_requested(self, reply_id: str) -> bool:
-        return bool(self.redis.exists(f"inflight:stop:{reply_id}"))
+        """False while Redis is down: a Stop nobody can read must not end the reply either."""
+        try:
+            return bool(self.redis.exists(f"inflight:stop:{reply_id}"))
+        except redis.RedisError as error:
+            log.warning("Stop request not readable: %s", type(error).__name__)
+            return False
 
     def finish(self, conversation_id: str, reply_id: str) -> None:
+        """Release the claim; if Redis is down it stays, and live_snapshot clears it once Redis is back."""
         key = f"inflight:conv:{conversation_id}"
-        if self.redis.get(key) == reply_id.encode():
-            self.redis.delete(key)
-        self.redis.delete(f"inflight:text:{reply_id}", f"inflight:stop:{reply_id}")
+        try:
+            if self.redis.get(key) == reply_id.encode():
+                self.redis.delete(key)
+            self.redis.delete(f"inflight:text:{reply_id}", f"inflight:stop:{reply_id}")
+        except redis.RedisError as error:
+            log.warning("In-flight claim not released: %s", type(error).__name__)
+
+
+def live_snapshot(inflight, conversation_id: str, is_stored: Callable[[str], bool]) -> dict | None:
+    """The reply being generated, if any. A claim whose reply is already stored is stale (releasing it
+    failed while Redis was down): it is cleared, instead of keeping the conversation busy for an hour."""
+    snapshot = inflight.snapshot(conversation_id)
+    if snapshot and is_stored(snapshot["message_id"]):
+        inflight.finish(conversation_id, snapshot["message_id"])
+        return None
+    return snapshot
+
+
+def claim(inflight, conversation_id: str, reply_id: str, is_stored: Callable[[str], bool]) -> bool:
+    """Claim the conversation for one reply; False while another reply is really being generated."""
+    return inflight.start(conversation_id, reply_id) or (
+        live_snapshot(inflight, conversation_id, is_stored) is None and inflight.start(conversation_id, reply_id))

@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 
-from flask import current_app, request, session
+from flask import current_app, g, request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
 import logs
@@ -15,8 +15,9 @@ import threads
 import utils
 from agents import titler
 from agents.turn import TurnDeps, run_turn
-from . import generations
+from . import errors, generations, sessions
 from .context import LOGIN_NEEDED, current_user_id, get_store, login_missing
+from .inflight import claim, live_snapshot
 
 log = logging.getLogger("chat.socket")
 MAX_CLIENT_ID = 100
@@ -117,7 +118,8 @@ def register(socketio: SocketIO) -> None:
         if conversation_id is None:
             return _refuse("Conversation not found.")
         join_room(conversation_room(conversation_id))
-        return {"ok": True, "conversation_id": conversation_id, "generating": _inflight().snapshot(conversation_id)}
+        return {"ok": True, "conversation_id": conversation_id,
+                "generating": live_snapshot(_inflight(), conversation_id, _is_stored())}
 
     @socketio.on("send_message")
     @logs.bind_request_id()
@@ -140,6 +142,11 @@ def register(socketio: SocketIO) -> None:
             return _refuse("Conversation not found.")
         reply_id = _inflight().request_stop(conversation_id)
         return {"ok": True, "stopping": reply_id is not None, "message_id": reply_id}
+
+    @socketio.on_error_default
+    def on_error(error):
+        """An event that failed (the database busy, Redis down) answers a clear refusal, not silence."""
+        return _refuse(_failure_message(error))
 
 
 def _send_message(socketio: SocketIO, data) -> dict:
@@ -185,10 +192,14 @@ def _send_message(socketio: SocketIO, data) -> dict:
     ack = {"ok": True, "conversation_id": conversation_id, "message_id": message_id, "reply_id": reply_id}
     if _already_answered(store, user_id, conversation_id, reply_id):
         return {**ack, "duplicate": True}
-    if not _inflight().start(conversation_id, reply_id):
+    if not claim(_inflight(), conversation_id, reply_id, _is_stored()):
         return _refuse(BUSY)
-    store.append_message(user_id, conversation_id, "user", text, tokens=utils.message_tokens("user", text),
-                         message_id=message_id, **placement)
+    try:
+        store.append_message(user_id, conversation_id, "user", text, tokens=utils.message_tokens("user", text),
+                             message_id=message_id, **placement)
+    except Exception:
+        _inflight().finish(conversation_id, reply_id)  # else the conversation would stay "busy"
+        raise
     metrics.user_message_stored()
     _start_generation(socketio, user_id, conversation_id, message_id, reply_id, document_id, model)
     return ack
@@ -215,7 +226,7 @@ def _regenerate(socketio: SocketIO, data) -> dict:
         return refusal
     reply_id = str(uuid.uuid4())
     join_room(conversation_room(conversation_id))
-    if not _inflight().start(conversation_id, reply_id):
+    if not claim(_inflight(), conversation_id, reply_id, _is_stored()):
         return _refuse(BUSY)
     _start_generation(socketio, user_id, conversation_id, target["message_id"], reply_id, None, model)
     return {"ok": True, "conversation_id": conversation_id, "message_id": target["message_id"], "reply_id": reply_id}
@@ -345,6 +356,23 @@ def _owned_conversation_id(data) -> str | None:
 
 def _inflight():
     return current_app.extensions["chat_inflight"]
+
+
+def _is_stored():
+    """message_id -> whether this user's store holds it (a stale in-flight claim's reply is)."""
+    store, user_id = get_store(), current_user_id()
+    return lambda message_id: store.get_message(user_id, message_id) is not None
+
+
+def _failure_message(error: Exception) -> str:
+    """What the user reads when an event failed; outages are explained, anything else is logged."""
+    if g.get("session_unavailable"):
+        return sessions.UNAVAILABLE
+    if errors.is_store_busy(error):
+        return errors.STORE_BUSY
+    metrics.error("internal")
+    log.error("Socket event failed", exc_info=error)
+    return "Something went wrong on the server. Please try again in a moment."
 
 
 def _refuse(message: str) -> dict:
