@@ -33,8 +33,8 @@ def create_app(config: Config | None = None) -> Flask:
     register_socket_events(socketio)
     # manage_session=False: socket handlers read the same server-side session as HTTP routes.
     # Origins: the page's own (None: engine.io compares Origin with Host) plus ALLOWED_ORIGINS.
-    origins = config.ALLOWED_ORIGINS and _own_origin_or(config.ALLOWED_ORIGINS)
-    socketio.init_app(app, client_manager=_client_manager(config), cors_allowed_origins=origins or None,
+    origins = _own_origin_or(config.ALLOWED_ORIGINS) if config.ALLOWED_ORIGINS else None
+    socketio.init_app(app, client_manager=_client_manager(config), cors_allowed_origins=origins,
                       manage_session=False, async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
     register(app)
     _settle()

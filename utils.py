@@ -156,12 +156,15 @@ class ContextPlan:
     messages: list[dict]                  # what to send: role/content dicts
     prompt_tokens: int                    # counted size of `messages`, priming included
     summary: dict | None                  # the checkpoint sent with `messages` (None: none sent)
-    summary_changed: bool = False         # a new checkpoint was made: store `new_summary`
-    new_summary: dict | None = None       # stored even when too big to send with this turn's message
+    new_summary: dict | None = None       # a new checkpoint to store, even when too big to send this turn
     summariser_calls: int = 0
     dropped_messages: int = 0             # left out without a summary (summariser failed)
     notice: str | None = None             # what to tell the user, if anything
     compacted_ids: list[str] = field(default_factory=list)
+
+    @property
+    def summary_changed(self) -> bool:
+        return self.new_summary is not None
 
 
 def assemble_context(history: list[dict], summary: dict | None, system_prompt: str, budget: Budget,
@@ -195,7 +198,7 @@ def assemble_context(history: list[dict], summary: dict | None, system_prompt: s
     elif overflow:
         notice, dropped = _dropped_notice(len(overflow)), len(overflow)
     plan = _fit(system_prompt, plan_summary, live, fixed, budget)
-    plan.summary_changed, plan.summariser_calls = changed, calls
+    plan.summariser_calls = calls
     plan.new_summary = plan_summary if changed else None
     plan.dropped_messages += dropped
     plan.notice = plan.notice or notice

@@ -37,10 +37,9 @@ class SqliteLibrary:
                 db.execute("UPDATE documents SET file_name = ? WHERE document_id = ?", (file_name, known[0]))
                 return _document(db, user_id, known[0])
             document_id = new_id()
-            db.execute(f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute(f"INSERT INTO documents ({_DOCUMENT_COLUMNS}, size_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (document_id, user_id, conversation_id, file_name, content_hash, len(chunks),
-                        sum(chunk_tokens), iso(utcnow())))
-            db.execute("UPDATE documents SET size_bytes = ? WHERE document_id = ?", (max(0, size_bytes), document_id))
+                        sum(chunk_tokens), iso(utcnow()), max(0, size_bytes)))
             db.executemany("INSERT INTO document_chunks (document_id, user_id, idx, content, tokens) "
                            "VALUES (?, ?, ?, ?, ?)",
                            ((document_id, user_id, i, text, n) for i, (text, n) in

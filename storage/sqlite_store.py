@@ -63,7 +63,7 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
                 db.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.OperationalError as error:
-                if "locked" not in str(error) and "busy" not in str(error) or time.monotonic() > deadline:
+                if not is_busy(error) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
         try:
@@ -244,6 +244,11 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
                             "score": round(hit["score"], 6), "message_id": hit["message_id"],
                             "snippet": snippet, "highlights": highlights})
         return results
+
+
+def is_busy(error: BaseException) -> bool:
+    """Another writer holds the lock: worth waiting for (and, past the busy timeout, a retryable 503)."""
+    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
 
 
 def _statements(script: str) -> list[str]:

@@ -17,6 +17,7 @@ PUBLIC_ENDPOINTS = NO_IDENTITY_ENDPOINTS | {"accounts.login_page", "accounts.reg
                                             "accounts.register", "accounts.logout", "accounts.account",
                                             "openapi.openapi"}
 LOGIN_NEEDED = "Log in to use this app."
+PAGES = {"pages.index", "pages.search_page"}  # redirected to /login; everything else answers 401
 
 _lock = threading.Lock()
 
@@ -62,9 +63,6 @@ def ensure_identity() -> None:
         if request.method == "GET" and request.accept_mimetypes.accept_html and request.endpoint in PAGES:
             return redirect(url_for("accounts.login_page"))
         abort(401, LOGIN_NEEDED)
-
-
-PAGES = {"pages.index", "pages.search_page"}
 
 
 def login_missing() -> bool:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from storage.sqlite_store import is_busy
 
 log = logging.getLogger("chat.errors")
 STORE_BUSY = "The database is busy right now, so nothing was saved. Please try again in a moment."
@@ -34,13 +35,8 @@ def _too_deep(error: RecursionError):
     return jsonify(message="The request body is nested too deeply."), 400
 
 
-def is_store_busy(error: BaseException) -> bool:
-    """SQLite still locked by another writer after the store's busy timeout: retryable, not our fault."""
-    return isinstance(error, sqlite3.OperationalError) and ("locked" in str(error) or "busy" in str(error))
-
-
 def _unexpected(error: Exception):
-    if is_store_busy(error):
+    if is_busy(error):  # still locked after the store's busy timeout: retryable, not our fault
         log.warning("Store busy: %s", error)
         return jsonify(message=STORE_BUSY), 503, {"Retry-After": "1"}
     log.exception("Unhandled error: %s", type(error).__name__)

@@ -15,6 +15,7 @@ import threads
 import utils
 from agents import titler
 from agents.turn import TurnDeps, run_turn
+from storage.sqlite_store import is_busy
 from . import errors, generations, sessions
 from .context import LOGIN_NEEDED, current_user_id, get_store, login_missing
 from .inflight import claim, live_snapshot
@@ -368,7 +369,7 @@ def _failure_message(error: Exception) -> str:
     """What the user reads when an event failed; outages are explained, anything else is logged."""
     if g.get("session_unavailable"):
         return sessions.UNAVAILABLE
-    if errors.is_store_busy(error):
+    if is_busy(error):
         return errors.STORE_BUSY
     metrics.error("internal")
     log.error("Socket event failed", exc_info=error)
