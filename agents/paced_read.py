@@ -4,7 +4,8 @@ A model server writes one small HTTP chunk per token. Read as it arrives, every 
 wake-up of the reading green thread, and with hundreds of replies streaming that wake-up is most
 of the server's CPU (measured under eventlet: ~70 µs a token read per chunk, ~40 µs read every
 50 ms). The page is sent text at most every STREAM_FLUSH_MS anyway, so reading the socket that
-often delays nothing the user sees. The first read is immediate: time to first token is unchanged.
+often delays nothing the user sees. Reads are immediate until body has come out: time to first
+token is unchanged.
 
 Reads go to the response's buffered socket file (`read1`: what is buffered, or one socket read),
 and HTTP/1.1 chunked framing is undone here. Where that file cannot be reached or the body is
@@ -35,36 +36,59 @@ def paced_body(response: requests.Response, interval: float, sleep: Callable[[fl
         return None
     if response.headers.get("content-encoding", "identity").lower() != "identity":
         return None
+    pacer = _Pacer(interval, sleep, clock)
     if getattr(raw, "chunked", False):
         if getattr(http_response, "chunk_left", "?") is not None:  # http.client already began reading
             return None
-        return _dechunked(_paced_reads(socket_file, interval, sleep, clock))
+        return _dechunked(_paced_reads(socket_file, pacer), pacer.body_came)
     if response.headers.get("content-length") is None:  # ends when the server closes the connection
-        return _paced_reads(socket_file, interval, sleep, clock)
+        return _marked(_paced_reads(socket_file, pacer), pacer.body_came)
     return None
 
 
-def _paced_reads(socket_file, interval: float, sleep, clock) -> Iterator[bytes]:
-    last = None
-    while True:
-        if last is not None:
-            wait = interval - (clock() - last)
+class _Pacer:
+    """Waits before each read until `interval` has passed since the one before, but only once some
+    body has come out: half of the first chunk is followed by an immediate read, not a pause."""
+
+    def __init__(self, interval: float, sleep, clock) -> None:
+        self.interval, self.sleep, self.clock = interval, sleep, clock
+        self.pacing, self.last = False, 0.0
+
+    def before_read(self) -> None:
+        if self.pacing:
+            wait = self.interval - (self.clock() - self.last)
             if wait > 0:
-                sleep(wait)
-        last = clock()
+                self.sleep(wait)
+        self.last = self.clock()
+
+    def body_came(self) -> None:
+        self.pacing = True
+
+
+def _paced_reads(socket_file, pacer: _Pacer) -> Iterator[bytes]:
+    while True:
+        pacer.before_read()
         data = socket_file.read1(READ_SIZE)
         if not data:
             return
         yield data
 
 
-def _dechunked(reads: Iterator[bytes]) -> Iterator[bytes]:
+def _marked(reads: Iterator[bytes], body_came: Callable[[], None]) -> Iterator[bytes]:
+    """An unframed body: every read is body."""
+    for data in reads:
+        body_came()
+        yield data
+
+
+def _dechunked(reads: Iterator[bytes], body_came: Callable[[], None] = lambda: None) -> Iterator[bytes]:
     """HTTP/1.1 chunked transfer coding undone; one piece of body per read (several chunks joined)."""
     buffer = b""
     for data in reads:
         buffer += data
         body, buffer, finished = _take_chunks(buffer)
         if body:
+            body_came()
             yield body
         if finished:
             return

@@ -6,7 +6,7 @@ import requests
 from hypothesis import given, strategies as st
 
 from agents.llm_client import LLMClient, LLMStreamError
-from agents.paced_read import _dechunked
+from agents.paced_read import _dechunked, _Pacer, _paced_reads
 from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
@@ -40,6 +40,26 @@ def test_paced_read_undoes_chunking_however_the_bytes_are_split(pieces, cuts, ex
 def test_paced_read_rejects_broken_chunking(body, problem):
     with pytest.raises(requests.exceptions.ChunkedEncodingError, match=problem):
         list(_dechunked(iter([body])))
+
+
+class Reads:
+    """A socket file whose read1 hands out the given pieces, one per call."""
+
+    def __init__(self, pieces: list[bytes]):
+        self.pieces = list(pieces)
+
+    def read1(self, size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def test_paced_read_half_a_first_chunk_is_followed_by_an_immediate_read():
+    """Pacing starts once body has come out: a first token split over two reads is not held back."""
+    sleeps = []
+    pacer = _Pacer(0.05, sleeps.append, clock=lambda: 100.0)
+    reads = Reads([b"5\r\nwor", b"d0\r\n", b"6\r\n word1\r\n", b"0\r\n\r\n"])
+    body = _dechunked(_paced_reads(reads, pacer), pacer.body_came)
+    assert next(body) == b"word0" and sleeps == []
+    assert next(body) == b" word1" and sleeps == [0.05]
 
 
 class PacingSleep:
