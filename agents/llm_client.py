@@ -219,8 +219,11 @@ class LLMClient:
             yield from parse_completion(response.content.decode("utf-8", "replace"))
             return
         stats = StreamStats()
-        source = paced_body(response, self.read_interval, self.sleep) or _arriving(response)
-        yield from parse_sse(split_lines(_counted(source, progress)), stats)
+        paced = paced_body(response, self.read_interval, self.sleep)
+        for event in parse_sse(split_lines(_counted(paced or _arriving(response), progress)), stats):
+            if paced is not None:
+                paced.start_pacing()  # the first event is out: from now on read every interval
+            yield event
         if stats.skipped:
             log.warning("model endpoint %s: skipped %d unreadable stream events", self._log_url, stats.skipped)
 

@@ -4,8 +4,8 @@ A model server writes one small HTTP chunk per token. Read as it arrives, every 
 wake-up of the reading green thread, and with hundreds of replies streaming that wake-up is most
 of the server's CPU (measured under eventlet: ~70 µs a token read per chunk, ~40 µs read every
 50 ms). The page is sent text at most every STREAM_FLUSH_MS anyway, so reading the socket that
-often delays nothing the user sees. Reads are immediate until body has come out: time to first
-token is unchanged.
+often delays nothing the user sees. Reads are immediate until the caller has its first event
+(`start_pacing`): time to first token is unchanged, even when the first event spans two reads.
 
 Reads go to the response's buffered socket file (`read1`: what is buffered, or one socket read),
 and HTTP/1.1 chunked framing is undone here. Where that file cannot be reached or the body is
@@ -27,8 +27,9 @@ HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 def paced_body(response: requests.Response, interval: float, sleep: Callable[[float], object],
-               clock: Callable[[], float] = time.monotonic) -> Iterator[bytes] | None:
-    """The body's bytes, read at most every `interval` s; None when this response cannot be paced."""
+               clock: Callable[[], float] = time.monotonic) -> "PacedBody | None":
+    """The body's bytes, read at most every `interval` s once pacing started; None when this
+    response cannot be paced."""
     raw = response.raw
     http_response = getattr(raw, "_fp", None)
     socket_file = getattr(http_response, "fp", None)
@@ -40,15 +41,14 @@ def paced_body(response: requests.Response, interval: float, sleep: Callable[[fl
     if getattr(raw, "chunked", False):
         if getattr(http_response, "chunk_left", "?") is not None:  # http.client already began reading
             return None
-        return _dechunked(_paced_reads(socket_file, pacer), pacer.body_came)
+        return PacedBody(_dechunked(_paced_reads(socket_file, pacer)), pacer)
     if response.headers.get("content-length") is None:  # ends when the server closes the connection
-        return _marked(_paced_reads(socket_file, pacer), pacer.body_came)
+        return PacedBody(_paced_reads(socket_file, pacer), pacer)
     return None
 
 
 class _Pacer:
-    """Waits before each read until `interval` has passed since the one before, but only once some
-    body has come out: half of the first chunk is followed by an immediate read, not a pause."""
+    """Waits before each read until `interval` has passed since the one before, once pacing started."""
 
     def __init__(self, interval: float, sleep, clock) -> None:
         self.interval, self.sleep, self.clock = interval, sleep, clock
@@ -61,8 +61,18 @@ class _Pacer:
                 self.sleep(wait)
         self.last = self.clock()
 
-    def body_came(self) -> None:
-        self.pacing = True
+
+class PacedBody:
+    """The body's bytes; reads are immediate until the caller calls start_pacing (its first event)."""
+
+    def __init__(self, pieces: Iterator[bytes], pacer: _Pacer) -> None:
+        self._pieces, self._pacer = pieces, pacer
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces
+
+    def start_pacing(self) -> None:
+        self._pacer.pacing = True
 
 
 def _paced_reads(socket_file, pacer: _Pacer) -> Iterator[bytes]:
@@ -74,21 +84,13 @@ def _paced_reads(socket_file, pacer: _Pacer) -> Iterator[bytes]:
         yield data
 
 
-def _marked(reads: Iterator[bytes], body_came: Callable[[], None]) -> Iterator[bytes]:
-    """An unframed body: every read is body."""
-    for data in reads:
-        body_came()
-        yield data
-
-
-def _dechunked(reads: Iterator[bytes], body_came: Callable[[], None] = lambda: None) -> Iterator[bytes]:
+def _dechunked(reads: Iterator[bytes]) -> Iterator[bytes]:
     """HTTP/1.1 chunked transfer coding undone; one piece of body per read (several chunks joined)."""
     buffer = b""
     for data in reads:
         buffer += data
         body, buffer, finished = _take_chunks(buffer)
         if body:
-            body_came()
             yield body
         if finished:
             return

@@ -6,7 +6,7 @@ import requests
 from hypothesis import given, strategies as st
 
 from agents.llm_client import LLMClient, LLMStreamError
-from agents.paced_read import _dechunked, _Pacer, _paced_reads
+from agents.paced_read import PacedBody, _dechunked, _Pacer, _paced_reads
 from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
@@ -52,14 +52,16 @@ class Reads:
         return self.pieces.pop(0) if self.pieces else b""
 
 
-def test_paced_read_half_a_first_chunk_is_followed_by_an_immediate_read():
-    """Pacing starts once body has come out: a first token split over two reads is not held back."""
+def test_paced_read_reads_at_once_until_pacing_starts():
+    """A first event split over two reads is not held back; once the caller has it, reads are paced."""
     sleeps = []
     pacer = _Pacer(0.05, sleeps.append, clock=lambda: 100.0)
     reads = Reads([b"5\r\nwor", b"d0\r\n", b"6\r\n word1\r\n", b"0\r\n\r\n"])
-    body = _dechunked(_paced_reads(reads, pacer), pacer.body_came)
-    assert next(body) == b"word0" and sleeps == []
-    assert next(body) == b" word1" and sleeps == [0.05]
+    body = PacedBody(_dechunked(_paced_reads(reads, pacer)), pacer)
+    pieces = iter(body)
+    assert next(pieces) == b"word0" and sleeps == []
+    body.start_pacing()
+    assert next(pieces) == b" word1" and sleeps == [0.05]
 
 
 class PacingSleep:
