@@ -114,6 +114,44 @@ def test_a_reply_streams_into_the_page_and_renders_markdown(page, fake_llm):
     assert page.evaluate("() => document.querySelectorAll('#turn-chart rect').length") == 4
 
 
+def hold_send_acks_until_the_reply_is_done(page) -> None:
+    """Reorders the page's WebSocket frames: the acknowledgement of a send_message (`43<id>`) is
+    delivered only after the reply's response_done, as a fast reply on a busy server can do."""
+    def route(ws):
+        server, sends, held = ws.connect_to_server(), set(), []
+
+        def from_page(message):
+            found = re.match(r'42(\d+)\["send_message"', message) if isinstance(message, str) else None
+            if found:
+                sends.add(found[1])
+            server.send(message)
+
+        def from_server(message):
+            ack = re.match(r"43(\d+)", message) if isinstance(message, str) else None
+            if ack and ack[1] in sends:
+                held.append(message)
+                return
+            ws.send(message)
+            if isinstance(message, str) and '"response_done"' in message:
+                for waiting in held:
+                    ws.send(waiting)
+                held.clear()
+        ws.on_message(from_page)
+        server.on_message(from_server)
+    page.route_web_socket(re.compile(r".*/socket\.io/.*"), route)
+
+
+def test_a_reply_that_beats_its_acknowledgement_is_shown_whole(page):
+    """A new conversation has no id until the ack: its reply's events must wait, not be dropped."""
+    hold_send_acks_until_the_reply_is_done(page.page)
+    page = open_chat(page)
+    send(page, "What is 6 x 7?")
+    expect(last_reply(page).locator(".message-body")).to_contain_text("42")
+    wait_idle(page)
+    expect(last_reply(page).locator(".agent-badge")).to_have_text("Math")
+    expect(page.locator("#conversation-list .conversation-link")).to_have_text(["What is 6 x 7?"])
+
+
 def test_a_model_title_replaces_the_first_line_in_the_sidebar(chromium, tmp_path, fake_llm):
     fake_llm.responder = lambda body: "Walrus Facts" if "six words" in body["messages"][0]["content"] else "Big."
     app = LiveApp(tmp_path / "titled", tmp_path, OPENAI_BASE_URL=fake_llm.url, AUTO_TITLE="true").start()

@@ -20,6 +20,7 @@ const state = {
   conversationId: null, title: "", messages: [], leaf: null, summary: null,
   streaming: null, // the reply being generated: {message_id}
   early: new Map(), // chunks that arrived before the send's acknowledgement
+  sending: false, // a send_message awaits its acknowledgement
 };
 
 const meter = new TokenMeter(config);
@@ -262,7 +263,14 @@ async function send(text, editOf) {
     else if (state.leaf) payload.parent_message_id = state.leaf;
   }
   setBusy(true);
-  const ack = await emit("send_message", payload);
+  state.sending = true;
+  let ack;
+  try { ack = await emit("send_message", payload); } finally { state.sending = false; }
+  try { return accepted(ack, text, parentId); } finally { runHeldEvents(); }
+}
+
+/** The send's acknowledgement: the conversation (new or not) and the reply being generated. */
+function accepted(ack, text, parentId) {
   if (!ack || !ack.ok) {
     setBusy(false);
     toast((ack && ack.message) || "The message was not sent.");
@@ -370,9 +378,20 @@ $("stop-button").addEventListener("click", stop);
 // -- the socket ----------------------------------------------------------------------------------
 
 function current(payload) { return payload && payload.conversation_id === state.conversationId; }
+
+// A reply can beat its send's acknowledgement, and a new conversation has no id until that arrives:
+// events for another conversation that come while a send is pending wait here, then run after it.
+const heldWhileSending = [];
+function onConversationEvent(event, handler) {
+  socket.on(event, (payload) => {
+    if (state.sending && payload && payload.conversation_id && !current(payload)) heldWhileSending.push([handler, payload]);
+    else handler(payload);
+  });
+}
+function runHeldEvents() { for (const [handler, payload] of heldWhileSending.splice(0)) handler(payload); }
 function streamingMessage(id) { return state.messages.find((m) => m.message_id === id); }
 
-socket.on("response_chunk", (payload) => {
+onConversationEvent("response_chunk", (payload) => {
   if (!current(payload)) return;
   const message = streamingMessage(payload.message_id);
   if (!message) { state.early.set(payload.message_id, (state.early.get(payload.message_id) || "") + payload.chunk); return; }
@@ -380,7 +399,7 @@ socket.on("response_chunk", (payload) => {
   updateStreamingNode(message);
 });
 
-socket.on("routing", (payload) => {
+onConversationEvent("routing", (payload) => {
   if (!current(payload)) return;
   const message = streamingMessage(payload.message_id);
   if (!message) return;
@@ -390,13 +409,13 @@ socket.on("routing", (payload) => {
   if (badge) badge.replaceWith(agentBadge(message));
 });
 
-socket.on("status", (payload) => {
+onConversationEvent("status", (payload) => {
   if (!current(payload)) return;
   if (payload.phase === "notice") toast(payload.detail, "info");
   else if (payload.detail) $("typing-text").textContent = payload.detail;
 });
 
-socket.on("response_done", (payload) => {
+onConversationEvent("response_done", (payload) => {
   if (!current(payload)) return;
   const message = streamingMessage(payload.message_id);
   if (message) Object.assign(message, { streaming: false, finish_reason: payload.finish_reason, agent: payload.agent,
@@ -408,14 +427,14 @@ socket.on("response_done", (payload) => {
   sidebar.upsert(state.conversationId, state.title);
 });
 
-socket.on("token_usage", (payload) => { if (current(payload)) meter.update(payload); });
+onConversationEvent("token_usage", (payload) => { if (current(payload)) meter.update(payload); });
 
 socket.on("conversation_title", (payload) => {
   sidebar.upsert(payload.conversation_id, payload.title);
   if (current(payload)) { state.title = payload.title; showConversationChrome(); }
 });
 
-socket.on("error", (payload) => {
+onConversationEvent("error", (payload) => {
   if (payload && payload.conversation_id && !current(payload)) return;
   toast((payload && payload.message) || "Something went wrong.");
   const message = payload && streamingMessage(payload.message_id);
