@@ -173,9 +173,13 @@ def test_faults_stop_while_endpoint_is_silent_keeps_partial_as_stopped(tab, fake
     assert stop["stopping"] is True and payloads(events, "error") == []  # the user asked for this end
     assert payloads(events, "response_done")[0]["finish_reason"] == "stopped"
     reply = tab.stored(ack["conversation_id"])[-1]
-    assert (reply["content"], reply["finish_reason"]) == ("".join(REPLY[:3]), "stopped")
+    shown = "".join(c["chunk"] for c in payloads(events, "response_chunk"))
+    # Stop can land before the last of the three tokens is read (reads are paced): what is kept is
+    # exactly what the page was sent, at least the first token, never more than the endpoint sent.
+    assert (reply["content"], reply["finish_reason"]) == (shown, "stopped")
+    assert shown.startswith(REPLY[0]) and "".join(REPLY[:3]).startswith(shown)
     record_case(tab.stored(ack["conversation_id"]), ["Tell me something slowly"],
-                {ack["reply_id"]: "".join(REPLY[:3])}, len(tab.errors_500))
+                {ack["reply_id"]: shown}, len(tab.errors_500))
 
 
 # -- a busy SQLite file ------------------------------------------------------------------------
