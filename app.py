@@ -27,7 +27,7 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(config.INSTANCE_PATH))
     app.config.update(config.flask_settings())
     app.config["CHAT"] = config
-    from web import register, register_socket_events, sessions
+    from web import register, register_socket_events, sessions, socket_guard, socket_sessions
     logs.init_app(app)  # first, so every later hook and handler logs with the request id
     sessions.init_app(app, config)
     register_socket_events(socketio)
@@ -37,6 +37,8 @@ def create_app(config: Config | None = None) -> Flask:
     socketio.init_app(app, client_manager=_client_manager(config), cors_allowed_origins=origins,
                       manage_session=False, async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
     register(app)
+    socket_guard.init_app(app, socketio.server)  # in front of Engine.IO: floods and caps (DESIGN 10)
+    socket_sessions.init_app(app)
     _settle()
     return app
 

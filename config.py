@@ -93,7 +93,17 @@ class Config:
         self.RATELIMIT_MESSAGES = _env("RATELIMIT_MESSAGES", "30 per minute")
         self.MAX_CONCURRENT_GENERATIONS = _number("MAX_CONCURRENT_GENERATIONS", "2")
         self.TRUSTED_PROXIES = _number("TRUSTED_PROXIES", "0")
+        # -- socket abuse guard (web/socket_guard.py); 0 turns a limit off
+        self.SOCKET_EVENTS_PER_S = _number("SOCKET_EVENTS_PER_S", "20", float)  # per connection, sustained
+        self.SOCKET_EVENT_BURST = _number("SOCKET_EVENT_BURST", "60")  # per connection, at once
+        self.MAX_SOCKETS_PER_IP = _number("MAX_SOCKETS_PER_IP", "20")  # open at once, per instance
+        self.MAX_SOCKETS = _number("MAX_SOCKETS", "9000")  # per instance; below WORKER_CONNECTIONS
         self.AUTH_REQUIRED = _flag("AUTH_REQUIRED", "false")
+        # -- accounts and registration
+        self.REGISTRATION = _env("REGISTRATION")  # open | invite | closed; None: see registration_mode
+        self.ADMIN_USERNAME = _env("ADMIN_USERNAME")
+        self.ADMIN_PASSWORD = _env("ADMIN_PASSWORD")  # creates ADMIN_USERNAME at start-up; never logged
+        self.RATELIMIT_MESSAGES_PER_IP = _env("RATELIMIT_MESSAGES_PER_IP", "60 per minute")
         self.ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in _env("ALLOWED_ORIGINS", "").split(",") if o.strip()]
         self.UPLOAD_QUOTA_MB = _number("UPLOAD_QUOTA_MB", "100", float)
         self.UPLOAD_TOTAL_MB = _number("UPLOAD_TOTAL_MB", "2000", float)
@@ -101,6 +111,14 @@ class Config:
         self.FILE_WORKERS = _number("FILE_WORKERS", "4")
         self.CHUNK_OVERLAP_TOKENS = _number("CHUNK_OVERLAP_TOKENS", "100")
         self.KNOWLEDGE_CHUNKS = _number("KNOWLEDGE_CHUNKS", "4")
+        # -- quotas and costs
+        self.FILE_MAX_MODEL_CALLS = _number("FILE_MAX_MODEL_CALLS", "25")  # per file analysis, combining included
+        self.STORAGE_QUOTA_MB = _number("STORAGE_QUOTA_MB", "500", float)  # per user: stored messages and imports
+        self.IMPORTS_AT_ONCE = _number("IMPORTS_AT_ONCE", "2")  # for the whole server; one per user
+        self.ENDPOINT_PROBE_CACHE_S = _number("ENDPOINT_PROBE_CACHE_S", "30", float)  # /health's endpoint check
+        # -- math pool
+        self.MATH_WORKERS = _number("MATH_WORKERS", "2")  # sandbox processes shared by all users (>= 1)
+        self.MATH_QUEUE_WAIT_S = _number("MATH_QUEUE_WAIT_S", "3", float)  # then "busy, try again"
 
     @property
     def is_production(self) -> bool:
@@ -111,7 +129,8 @@ class Config:
         if self.APP_ENV not in ("development", "production", "testing"):
             raise ConfigError(f"APP_ENV must be development, production or testing, got {self.APP_ENV!r}")
         for name in ("MAX_TOKENS", "REPLY_TOKENS", "CHUNK_SIZE_TOKENS", "SEARCH_CANDIDATES", "BREAKER_FAIL_MAX",
-                     "FILE_WORKERS", "KNOWLEDGE_CHUNKS", "LOG_MAX_BYTES", "LOG_BACKUPS", "MAX_CONCURRENT_GENERATIONS"):
+                     "FILE_WORKERS", "KNOWLEDGE_CHUNKS", "LOG_MAX_BYTES", "LOG_BACKUPS", "MAX_CONCURRENT_GENERATIONS",
+                     "MATH_WORKERS"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
         for name in ("RATELIMIT_PER_USER", "RATELIMIT_PER_IP", "RATELIMIT_MESSAGES"):
@@ -120,6 +139,14 @@ class Config:
             except ValueError:
                 raise ConfigError(f"{name} must be a rate like '30 per minute' or '5/second', "
                                   f"got {getattr(self, name)!r}") from None
+        self._validate_accounts()
+        self._validate_quotas()
+        # -- socket abuse guard
+        for name in ("SOCKET_EVENTS_PER_S", "SOCKET_EVENT_BURST", "MAX_SOCKETS_PER_IP", "MAX_SOCKETS"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 (off) or more, got {getattr(self, name)}")
+        if self.SOCKET_EVENTS_PER_S and self.SOCKET_EVENT_BURST < 1:
+            raise ConfigError("SOCKET_EVENT_BURST must be at least 1 when SOCKET_EVENTS_PER_S is set")
         if not 0 <= self.TRUSTED_PROXIES <= 5:
             raise ConfigError(f"TRUSTED_PROXIES must be between 0 and 5, got {self.TRUSTED_PROXIES}")
         if not 0 <= self.CHUNK_OVERLAP_TOKENS <= self.CHUNK_SIZE_TOKENS // 2:
@@ -138,6 +165,8 @@ class Config:
         for name in ("MAX_FILE_SIZE_MB", "IMPORT_MAX_MB", "UPLOAD_QUOTA_MB", "UPLOAD_TOTAL_MB"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if self.MATH_QUEUE_WAIT_S < 0:
+            raise ConfigError(f"MATH_QUEUE_WAIT_S must be 0 or more, got {self.MATH_QUEUE_WAIT_S}")
         if self.MAX_TOKENS <= self.REPLY_TOKENS:
             raise ConfigError(
                 f"MAX_TOKENS ({self.MAX_TOKENS}) must be larger than REPLY_TOKENS ({self.REPLY_TOKENS})")
@@ -162,6 +191,38 @@ class Config:
         if self.is_production and not self.SECRET_KEY:
             raise ConfigError("SECRET_KEY must be set when APP_ENV=production")
         return self
+
+    # -- accounts and registration
+    @property
+    def registration_mode(self) -> str:
+        """REGISTRATION, else closed when AUTH_REQUIRED (the operator's key is not for strangers)."""
+        return (self.REGISTRATION or ("closed" if self.AUTH_REQUIRED else "open")).lower()
+
+    def _validate_accounts(self) -> None:
+        if self.registration_mode not in ("open", "invite", "closed"):
+            raise ConfigError(f"REGISTRATION must be open, invite or closed, got {self.REGISTRATION!r}")
+        if self.registration_mode == "invite" and not self.ADMIN_USERNAME:
+            raise ConfigError("REGISTRATION=invite needs ADMIN_USERNAME: the account that creates invites")
+        if self.ADMIN_PASSWORD and not self.ADMIN_USERNAME:
+            raise ConfigError("ADMIN_PASSWORD is set but ADMIN_USERNAME is not")
+        if self.ADMIN_PASSWORD is not None and not 8 <= len(self.ADMIN_PASSWORD) <= 200:
+            raise ConfigError("ADMIN_PASSWORD must be 8 to 200 characters")  # never echo the value
+        try:
+            limits.parse_many(self.RATELIMIT_MESSAGES_PER_IP)
+        except ValueError:
+            raise ConfigError(f"RATELIMIT_MESSAGES_PER_IP must be a rate like '60 per minute', "
+                              f"got {self.RATELIMIT_MESSAGES_PER_IP!r}") from None
+
+    # -- quotas and costs
+    def _validate_quotas(self) -> None:
+        if self.FILE_MAX_MODEL_CALLS < 2:
+            raise ConfigError(f"FILE_MAX_MODEL_CALLS must be at least 2 (one part and the combining call), "
+                              f"got {self.FILE_MAX_MODEL_CALLS}")
+        for name in ("STORAGE_QUOTA_MB", "IMPORTS_AT_ONCE"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if self.ENDPOINT_PROBE_CACHE_S < 0:
+            raise ConfigError(f"ENDPOINT_PROBE_CACHE_S must be 0 or more, got {self.ENDPOINT_PROBE_CACHE_S}")
 
     def context_window(self, model: str) -> int:
         """The model's window from MODEL_CONTEXT_WINDOWS, else MAX_TOKENS."""

@@ -8,7 +8,9 @@
 - WORKER_CLASS: `eventlet` (default, as the design card asks; gunicorn 26 removed this worker,
   so requirements.txt pins gunicorn 25) or `gevent`. The app's ASYNC_MODE follows it.
 - WORKER_CONNECTIONS is the worker's pool size, i.e. the most clients served at once (gunicorn's
-  default of 1000 would cap us at exactly the load target).
+  default of 1000 would cap us at exactly the load target). Socket.IO connections stop at
+  MAX_SOCKETS (default: 90% of it, at least 100 kept back), so HTTP requests such as
+  /health/live always find a free slot however many sockets are open (web/socket_guard.py).
 - Shutdown: on SIGTERM gunicorn stops accepting, and replies in flight keep streaming for up to
   GRACEFUL_TIMEOUT seconds; whatever is still generating then is stopped and stored as stopped
   (worker_exit below), so no reply is lost half-written.
@@ -29,18 +31,24 @@ worker_type = os.environ.get("WORKER_CLASS", "eventlet").strip().lower()
 if worker_type not in WORKER_CLASSES:
     raise SystemExit(f"configuration error: WORKER_CLASS must be eventlet or gevent, got {worker_type!r}")
 os.environ["ASYNC_MODE"] = worker_type  # the app's Socket.IO mode must match the worker
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
+# Sockets stop at MAX_SOCKETS, so the rest of the pool always serves HTTP (/health/live, pages).
+if not os.environ.get("MAX_SOCKETS", "").strip():
+    os.environ["MAX_SOCKETS"] = str(max(1, worker_connections - max(100, worker_connections // 10)))
 
 from config import Config, ConfigError  # noqa: E402  (after ASYNC_MODE is set)
 
 try:  # a bad setting stops the master with one line, instead of a worker crash-looping
-    Config().validate()
+    _settings = Config().validate()
+    if not 0 < _settings.MAX_SOCKETS < worker_connections:
+        raise ConfigError(f"MAX_SOCKETS must be between 1 and WORKER_CONNECTIONS - 1 ({worker_connections - 1}), "
+                          f"so HTTP requests always have room; got {_settings.MAX_SOCKETS}")
 except ConfigError as error:
     raise SystemExit(f"configuration error: {error}") from None
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 worker_class = worker_type
 workers = 1
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 keepalive = 5

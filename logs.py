@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlparse
 
 from flask import Flask, Response, g, request
 
+import access_log
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 REQUEST_ID_HEADER = "X-Request-ID"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -208,6 +210,7 @@ def configure(config) -> None:
         root.addHandler(handler)
     root.setLevel(config.LOG_LEVEL)
     _route_gunicorn()
+    access_log.install()  # search terms and other query values stay out of access logs
 
 
 def _handlers(config) -> list[logging.Handler]:

@@ -21,6 +21,9 @@ UPSTREAM_DURATION = Histogram(
 ERRORS = Counter("chat_errors_total", "Errors by kind", ["kind"])
 HTTP_REQUESTS = Counter("chat_http_requests_total", "HTTP requests", ["method", "status"])
 RATE_LIMITED = Counter("chat_rate_limited_total", "Requests and events refused by a rate limit", ["scope"])
+# Socket handshakes turned away and floods cut off (web/socket_guard.py): no_cookie, not_logged_in,
+# address_cap, instance_cap, cooling_down, flooding. Dropped events: RATE_LIMITED{scope="socket_events"}.
+SOCKETS_REFUSED = Counter("chat_socket_refused_total", "Socket connections refused or closed by the guard", ["reason"])
 
 ERROR_KINDS = ("llm_unavailable", "llm_bad_request", "llm_stream", "context_length", "internal")
 

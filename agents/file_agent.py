@@ -2,9 +2,12 @@
 
 Map: every chunk is analysed by a bounded pool (FILE_WORKERS) with retries. Reduce: the
 chunk analyses are combined with utils.summarise_recursive, recursively when they do not fit
-one call. Each model call is cached by a hash of its exact input (per user), so the same file
-again, under any name, costs no model calls. Prompts never contain the file name for that
-reason. Tokenising yields to the event loop between lines (agents/offload.py).
+one call. A file of more chunks than FILE_MAX_MODEL_CALLS allows is analysed in an evenly spread
+selection of them (every chunk stays stored and searchable), and the answer says so: the cost of
+one upload is bounded in calls and, as chunks have a fixed size, in tokens. Each model call is
+cached by a hash of its exact input (per user), so the same file again, under any name, costs no
+model calls. Prompts never contain the file name for that reason. Tokenising yields to the event
+loop between lines (agents/offload.py).
 """
 from __future__ import annotations
 
@@ -32,6 +35,9 @@ MAP_PROMPT = ("You are reading part {part} of {parts} of a longer text file. Tas
 SINGLE_PROMPT = "{instruction}\nThe file's text follows."
 REDUCE_PROMPT = ("Combine these notes on consecutive parts of one file into one answer to the task: "
                  "{instruction}\nWrite for the user, in Markdown, without mentioning the parts.")
+LONG_FILE = ("\n\n_This file is long: {analysed} of its {chunks} parts were analysed, spread evenly "
+             "through it. All of it is stored: ask about any part with /ask._")
+NOTE_OVERHEAD_TOKENS = 16  # "Part 123:\n" and the line break between notes, with room to spare
 NO_FILE = "You have no uploaded files yet. Upload a text file, then ask about it with /file."
 RETRYABLE = (LLMUnavailable, LLMStreamError)
 
@@ -47,9 +53,27 @@ class Analysis:
     model_calls: int = 0
     cached_calls: int = 0
     errors: list[str] = field(default_factory=list)
+    analysed_chunks: int = 0
 
     def public(self) -> dict:
-        return {"chunks": self.chunks, "model_calls": self.model_calls, "cached_calls": self.cached_calls}
+        return {"chunks": self.chunks, "model_calls": self.model_calls, "cached_calls": self.cached_calls,
+                "analysed_chunks": self.analysed_chunks}
+
+
+def spread(total: int, wanted: int) -> list[int]:
+    """`wanted` indexes out of range(total), evenly spread, first and last included."""
+    if wanted >= total:
+        return list(range(total))
+    if wanted <= 1:
+        return [0]
+    return [round(i * (total - 1) / (wanted - 1)) for i in range(wanted)]
+
+
+def reduce_calls(items: int, item_tokens: int, reply_tokens: int, room: int) -> int:
+    """The calls utils.summarise_recursive makes at most for `items` lines of `item_tokens` each."""
+    per_call = max(1, room // item_tokens)
+    calls = -(-items // per_call)
+    return 1 if calls <= 1 else calls + reduce_calls(calls, reply_tokens + 1, reply_tokens, room)
 
 
 def split(text: str, config) -> list[chunking.Chunk]:
@@ -72,7 +96,7 @@ class FileAnalyser:
                            **({"sleep": sleep} if sleep else {}))
 
     def run(self, chunks: list[str], instruction: str = DEFAULT_INSTRUCTION) -> Analysis:
-        self.analysis = Analysis("", len(chunks))
+        self.analysis = Analysis("", len(chunks), analysed_chunks=1)
         reply_tokens = self.config.REPLY_TOKENS
         if len(chunks) == 1:
             self.progress({"phase": "analysing", "done": 0, "total": 1})
@@ -81,6 +105,9 @@ class FileAnalyser:
             self.analysis.text = text
             return self.analysis
         notes_tokens = max(64, reply_tokens // 2)
+        window = self.config.context_window(self.client.model)
+        picked = spread(len(chunks), self._map_budget(notes_tokens, window))
+        self.analysis.analysed_chunks = len(picked)
         done = [0]
 
         def analyse(item: tuple[int, str]) -> str:
@@ -89,29 +116,41 @@ class FileAnalyser:
                 raise Stopped()
             prompt = MAP_PROMPT.format(part=index + 1, parts=len(chunks), instruction=instruction)
             try:
-                notes = self._call(prompt, chunk, notes_tokens)
+                notes = utils.truncate_tokens(self._call(prompt, chunk, notes_tokens), notes_tokens)
             except LLMError as error:  # one bad part must not sink the whole file
                 with self._lock:
                     self.analysis.errors.append(error.message)
                 notes = "(this part could not be analysed)"
             with self._lock:
                 done[0] += 1
-                self.progress({"phase": "analysing", "done": done[0], "total": len(chunks)})
+                self.progress({"phase": "analysing", "done": done[0], "total": len(picked)})
             return f"Part {index + 1}:\n{notes}"
 
-        self.progress({"phase": "analysing", "done": 0, "total": len(chunks)})
-        notes = offload.bounded_map(analyse, list(enumerate(chunks)), self.config.FILE_WORKERS)
-        if len(self.analysis.errors) == len(chunks):
+        self.progress({"phase": "analysing", "done": 0, "total": len(picked)})
+        notes = offload.bounded_map(analyse, [(i, chunks[i]) for i in picked], self.config.FILE_WORKERS)
+        if len(self.analysis.errors) == len(picked):
             raise LLMError(self.analysis.errors[-1])
-        self.progress({"phase": "combining", "done": len(chunks), "total": len(chunks)})
-        window = self.config.context_window(self.client.model)
+        self.progress({"phase": "combining", "done": len(picked), "total": len(picked)})
         reduce_prompt = REDUCE_PROMPT.format(instruction=instruction)
         text, _ = utils.summarise_recursive(notes, lambda joined, cap: self._call(reduce_prompt, joined, cap),
                                             reply_tokens, window)
         failed = len(self.analysis.errors)
-        self.analysis.text = text + (f"\n\n_{failed} of {len(chunks)} parts could not be analysed._"
+        self.analysis.text = text + (f"\n\n_{failed} of {len(picked)} parts could not be analysed._"
                                      if failed else "")
+        if len(picked) < len(chunks):
+            self.analysis.text += LONG_FILE.format(analysed=len(picked), chunks=len(chunks))
         return self.analysis
+
+    def _map_budget(self, notes_tokens: int, window: int) -> int:
+        """How many chunks to analyse so that they and the combining calls (worst case, notes
+        cut to notes_tokens) stay within FILE_MAX_MODEL_CALLS: a file then costs at most that
+        many calls of at most CHUNK_SIZE_TOKENS each."""
+        cap, reply = self.config.FILE_MAX_MODEL_CALLS, self.config.REPLY_TOKENS
+        room = max(2 * reply + 1, window - reply - utils.SUMMARISER_INSTRUCTIONS_TOKENS)
+        wanted = cap - 1
+        while wanted > 1 and wanted + reduce_calls(wanted, notes_tokens + NOTE_OVERHEAD_TOKENS, reply, room) > cap:
+            wanted -= 1
+        return wanted
 
     def _call(self, system: str, text: str, max_tokens: int) -> str:
         """One cached, retried model call."""

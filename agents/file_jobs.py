@@ -1,8 +1,10 @@
 """An upload's background job (seed 004): pending -> processing -> done | error.
 
 The route has already validated and decoded the file and saved its text (UTF-8) under a random
-name outside static/; the job keeps its chunks for the knowledge agent, analyses it, stores the
-exchange in the conversation and deletes the saved file, whatever happens.
+name outside static/, and holds the user's upload quota and a slot of their model work (web/quotas.py,
+web/generations.py); the job keeps its chunks for the knowledge agent (then gives the quota hold
+back: the bytes are stored), analyses it, stores the exchange in the conversation, and deletes the
+saved file and gives everything back, whatever happens.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ class UploadJob:
     file_name: str
     size_bytes: int
     encoding: str  # what the upload was decoded from; the saved text is UTF-8
+    release_quota: Callable[[], None] = lambda: None  # called once the document is stored
+    release_slot: Callable[[], None] = lambda: None  # called when the job ends
 
 
 def run_upload_job(store, providers, config, job: UploadJob, notify: Callable[[str, dict], None]) -> None:
@@ -60,6 +64,8 @@ def run_upload_job(store, providers, config, job: UploadJob, notify: Callable[[s
         notify("file_error", {"job_id": job.job_id, "conversation_id": job.conversation_id, "message": message})
     finally:
         job.path.unlink(missing_ok=True)
+        job.release_quota()
+        job.release_slot()
         if client is not None:
             client.close()
 
@@ -70,6 +76,8 @@ def _process(store, client, config, job: UploadJob, progress) -> dict:
     document = store.add_document(job.user_id, job.file_name, hashlib.sha256(text.encode()).hexdigest(),
                                   [c.text for c in chunks], [c.tokens for c in chunks], job.conversation_id,
                                   size_bytes=job.size_bytes)
+    job.release_quota()  # the bytes now count in upload_bytes
+    store.compact_journal()  # a big write: keep SQLite's WAL from staying large
     facts = {"document_id": document["document_id"], "file_name": job.file_name, "job_id": job.job_id,
              "size_bytes": job.size_bytes, "encoding": job.encoding, "chunks": len(chunks)}
     line = _upload_line(job, len(chunks))
@@ -93,29 +101,16 @@ def _upload_line(job: UploadJob, chunks: int) -> str:
 
 
 def sweep_orphans(folder: Path, max_age_s: float = ORPHAN_AGE_S) -> int:
-    """Delete saved uploads older than max_age_s (a worker died mid-job); returns how many."""
-    return _sweep(folder, max_age_s)[0]
-
-
-def sweep_and_measure(folder: Path, max_age_s: float = ORPHAN_AGE_S) -> int:
-    """The same sweep (run at every upload, so orphans never pile up between restarts); returns
-    the bytes of the uploads still waiting for their job, which count towards the total cap."""
-    return _sweep(folder, max_age_s)[1]
-
-
-def _sweep(folder: Path, max_age_s: float) -> tuple[int, int]:
-    removed = waiting = 0
+    """Delete saved uploads older than max_age_s (a worker died mid-job; its quota hold expires
+    at the same age); returns how many. Run at start-up and at every upload."""
     if not folder.is_dir():
-        return 0, 0
-    cutoff = time.time() - max_age_s
+        return 0
+    removed, cutoff = 0, time.time() - max_age_s
     for path in folder.glob("*.upload"):
         try:
-            status = path.stat()
-            if status.st_mtime < cutoff:
+            if path.stat().st_mtime < cutoff:
                 path.unlink()
                 removed += 1
-            else:
-                waiting += status.st_size
         except OSError:
             continue
-    return removed, waiting
+    return removed

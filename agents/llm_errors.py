@@ -1,7 +1,8 @@
 """What can go wrong talking to a model endpoint, as exceptions whose `message` a user may read.
 
-Messages never contain the API key: 401/403 bodies are not echoed (OpenAI's quotes part of the
-key) and any other server text is redacted before it is kept.
+Messages never contain the API key, nor a piece of it: 401/403 bodies are not echoed (OpenAI's
+quotes part of the key), and any other server text is redacted first and shortened after, so a cut
+cannot leave the start of a key that redaction no longer recognises.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import re
 
 DETAIL_LIMIT = 300
+MIN_SECRET_CHARS = 4  # a shorter "key" would blank ordinary words
 CONTEXT_PATTERN = re.compile(
     r"context[ _-]?(length|window|size)|maximum context|too many tokens|prompt is too long|"
     r"input is too long|reduce the length of the (messages|prompt|input)|"
@@ -54,25 +56,38 @@ class LLMStreamError(LLMError):
 
 
 def redact(text: str, secret: str | None) -> str:
-    """The text with the secret blanked out (servers sometimes quote the key they were sent)."""
-    return text.replace(secret, "***") if secret and len(secret) >= 4 else text
+    """The text with the secret blanked out (servers sometimes quote the key they were sent), and
+    also a start of it left at the very end, where an earlier cut may have split it."""
+    if not secret or len(secret) < MIN_SECRET_CHARS:
+        return text
+    text = text.replace(secret, "***")
+    for size in range(min(len(secret) - 1, len(text)), MIN_SECRET_CHARS - 1, -1):
+        if text.endswith(secret[:size]):
+            return text[:-size] + "***"
+    return text
 
 
-def error_detail(payload) -> tuple[str, str, dict]:
-    """(message, code/type, error object) from any error shape servers send, JSON or text."""
+def shorten(text: str) -> str:
+    """At most DETAIL_LIMIT characters; only ever applied to text already redacted."""
+    return text[:DETAIL_LIMIT]
+
+
+def error_detail(payload, secret: str | None = None) -> tuple[str, str, dict]:
+    """(message, code/type, error object) from any error shape servers send, JSON or text;
+    the message redacted, then shortened."""
     if isinstance(payload, str):
         if payload.lstrip().startswith("<"):
             return "an HTML page instead of an API answer (check OPENAI_BASE_URL)", "", {}
         try:
             payload = json.loads(payload)
         except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
-            return payload.strip()[:DETAIL_LIMIT], "", {}
+            return shorten(redact(payload.strip(), secret)), "", {}
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     if not isinstance(error, dict):
-        return str(error)[:DETAIL_LIMIT], "", {}
+        return shorten(redact(str(error), secret)), "", {}
     message = error.get("message") or error.get("detail") or error.get("msg") or json.dumps(error)
     code = " ".join(str(error.get(key)) for key in ("code", "type") if error.get(key) is not None)
-    return str(message)[:DETAIL_LIMIT], code, error
+    return shorten(redact(str(message), secret)), redact(code, secret), error
 
 
 def is_context_error(message: str, code: str = "") -> bool:
@@ -91,8 +106,7 @@ def context_limit(message: str, error: dict) -> int | None:
 def error_for_status(status: int, body: str, *, secret: str | None = None,
                      retry_after: float | None = None) -> LLMError:
     """The exception for a non-2xx answer; LLMUnavailable ones are worth retrying."""
-    message, code, error = error_detail(body)
-    message = redact(message, secret)
+    message, code, error = error_detail(redact(body, secret), secret)  # the body may end mid-key: read limit
     if status < 400:
         return LLMBadRequest(f"The model endpoint answered with an unexpected HTTP {status}; "
                              "check OPENAI_BASE_URL (redirects are not followed).", status=status)
@@ -111,8 +125,8 @@ def error_for_status(status: int, body: str, *, secret: str | None = None,
 
 def stream_error(payload, secret: str | None = None) -> LLMError:
     """The exception for an error object that arrived inside an already started stream."""
-    message, code, error = error_detail(payload)
-    message = redact(message, secret) or "unknown error"
+    message, code, error = error_detail(payload, secret)
+    message = message or "unknown error"
     if is_context_error(message, code):
         return ContextLengthExceeded(f"The conversation is too long for the model: {message}",
                                      limit=context_limit(message, error))

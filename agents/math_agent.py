@@ -2,15 +2,16 @@
 
 detect_math is the router's cheap hint (regular expressions only). solve_math reads the question
 (math_question -> math_normalise -> math_parse, in this process, no sympy and nothing that
-evaluates text), then sends the validated request to the worker (math_sandbox), which rebuilds
-it through the same whitelist and computes with sympy under a timeout and resource limits.
+evaluates text), then sends the validated request to a worker (math_pool lends out math_sandbox
+processes fairly), which rebuilds it through the same whitelist and computes with sympy under a
+timeout and resource limits.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from agents import math_sandbox
+from agents import math_pool
 from agents.math_limits import MAX_TEXT_CHARS, MathRefused, NotMath
 from agents.math_question import read_question
 
@@ -85,9 +86,10 @@ def _is_a_sum(lowered: str) -> bool:
     return bool(_WHOLE_SUM.fullmatch(lowered) or _QUESTION.match(lowered))
 
 
-def solve_math(text: str, timeout_s: float = 1.0) -> MathAnswer:
-    """Blocking. Raises MathRefused (with a sentence for the user) or NotMath."""
-    reply = math_sandbox.request(read_question(text), timeout_s)
+def solve_math(text: str, timeout_s: float = 1.0, user: str | None = None) -> MathAnswer:
+    """Blocking. Raises MathRefused (with a sentence for the user) or NotMath; `user` gets one
+    question at a time (None: no per-user limit)."""
+    reply = math_pool.request(read_question(text), timeout_s, user)
     if not reply.get("ok"):
         if isinstance(reply.get("not_math"), str):
             raise NotMath(reply["not_math"])
@@ -99,5 +101,5 @@ def solve_math(text: str, timeout_s: float = 1.0) -> MathAnswer:
 
 
 def shutdown() -> None:
-    """Stop the sandbox worker if it is running (atexit also calls this)."""
-    math_sandbox.shutdown()
+    """Stop the sandbox workers (atexit also calls this); the next question starts them again."""
+    math_pool.shutdown()

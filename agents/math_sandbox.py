@@ -1,14 +1,13 @@
-"""The parent side of the math sandbox: one persistent worker process, spoken to over pipes.
+"""The parent side of one math sandbox: a worker process spoken to over pipes (math_pool shares them).
 
 Only subprocess.Popen, selectors and os.read, no threads: under eventlet or gevent those are the
 monkey-patched cooperative versions, so a green thread waiting for an answer lets the server run.
-The worker starts on first use (importing sympy once, about half a second, not counted against
-the caller's timeout), serves one request at a time under a lock, and is killed by its pid when
-an answer is late; the next request starts a fresh one.
+The worker starts on first use or start() (importing sympy once, about half a second, not counted
+against the caller's timeout), serves one request at a time under a lock, and is killed by its pid
+when an answer is late; the next request, or start(), runs a fresh one.
 """
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import os
@@ -75,6 +74,11 @@ class Sandbox:
             except _Broken:
                 self._stop(kill=True)
                 raise MathRefused(CRASHED) from None
+
+    def start(self) -> None:
+        """Have a worker ready now (math_pool replaces a killed one before anyone waits on it)."""
+        with self._lock:
+            self._running()
 
     def close(self) -> None:
         """Stop the worker if it is running (it exits by itself when its stdin closes)."""
@@ -145,21 +149,3 @@ class Sandbox:
             process.wait()
         process.stdout.close()
 
-
-_sandbox = Sandbox()
-atexit.register(_sandbox.close)
-
-
-def request(payload: dict, timeout_s: float) -> dict:
-    """Ask the shared worker; see Sandbox.request."""
-    return _sandbox.request(payload, timeout_s)
-
-
-def worker_pid() -> int | None:
-    """The shared worker's pid (None before first use or after shutdown)."""
-    return _sandbox.pid
-
-
-def shutdown() -> None:
-    """Stop the shared worker; the next request starts a new one."""
-    _sandbox.close()

@@ -203,6 +203,24 @@ class ConversationStore(ABC):
         conversations join the account it logs in to); returns the conversations moved. Documents
         and cached results the target already has are dropped instead of duplicated."""
 
+    # -- invites: single-use registration codes an admin hands out (REGISTRATION=invite) -----------
+    @abstractmethod
+    def create_invite(self, code_key: str, created_by: str, expires_at: datetime) -> Record:
+        """Store an invite by its key (a hash of the code; the code itself is never stored).
+        Record: code_key, created_by, created_at, expires_at, used_at (None), used_by (None)."""
+
+    @abstractmethod
+    def consume_invite(self, code_key: str, username: str, now: datetime | None = None) -> bool:
+        """Mark an unused, unexpired invite used by `username`, atomically: of two parallel calls
+        with one code only one gets True. False for an unknown, used or expired code."""
+
+    @abstractmethod
+    def release_invite(self, code_key: str, username: str) -> bool:
+        """Undo consume_invite by this username (its registration failed after all)."""
+
+    @abstractmethod
+    def get_invite(self, code_key: str) -> Record | None: ...
+
     def close(self) -> None:
         """Release connections (optional)."""
 

@@ -2,15 +2,18 @@
 
 A mixin of MongoStore. Without multi-document transactions (a standalone server has none) the
 move is a sequence of update_many calls; each is idempotent, so a move cut short is finished by
-the next log-in.
+the next log-in. An invite is consumed by one conditional find_one_and_update (atomic per document).
 """
 from __future__ import annotations
+
+from datetime import datetime
 
 from pymongo.errors import DuplicateKeyError
 
 from .base import AccountExists, Record, as_utc, utcnow
 
 _ACCOUNT_KEYS = ("username", "password_hash", "user_id", "created_at")
+_INVITE_KEYS = ("code_key", "created_by", "created_at", "expires_at", "used_at", "used_by")
 
 
 class MongoAccounts:
@@ -49,3 +52,27 @@ class MongoAccounts:
                 self.model_cache.update_one({"_id": cached["_id"]}, change)
         self.model_cache.delete_many(mine)
         return moved
+
+    def create_invite(self, code_key: str, created_by: str, expires_at: datetime) -> Record:
+        self.db["invites"].insert_one({"code_key": code_key, "created_by": created_by, "created_at": utcnow(),
+                                       "expires_at": as_utc(expires_at), "used_at": None, "used_by": None})
+        return self.get_invite(code_key)
+
+    def consume_invite(self, code_key: str, username: str, now: datetime | None = None) -> bool:
+        found = self.db["invites"].find_one_and_update(
+            {"code_key": code_key, "used_at": None, "expires_at": {"$gt": as_utc(now or utcnow())}},
+            {"$set": {"used_at": utcnow(), "used_by": username}})
+        return found is not None
+
+    def release_invite(self, code_key: str, username: str) -> bool:
+        return self.db["invites"].update_one({"code_key": code_key, "used_by": username},
+                                             {"$set": {"used_at": None, "used_by": None}}).modified_count == 1
+
+    def get_invite(self, code_key: str) -> Record | None:
+        doc = self.db["invites"].find_one({"code_key": code_key})
+        if doc is None:
+            return None
+        record = {key: doc.get(key) for key in _INVITE_KEYS}
+        for key in ("created_at", "expires_at", "used_at"):
+            record[key] = as_utc(record[key]) if record[key] else None
+        return record

@@ -186,9 +186,26 @@ def _accounts(db: Database, mock: bool) -> None:
     db["accounts"].create_index([("user_id", ASCENDING)], name="account_user_idx", unique=True)
 
 
+def _invites(db: Database, mock: bool) -> None:
+    db["invites"].create_index([("code_key", ASCENDING)], name="invite_code_idx", unique=True)
+
+
+def _content_bytes(db: Database, mock: bool) -> None:
+    """Count what existing conversations hold; append_message keeps the count from then on."""
+    totals: dict[str, int] = {}
+    for doc in db["messages"].find({}, {"conversation_id": 1, "content": 1}):
+        size = len(doc.get("content", "").encode("utf-8", "surrogatepass"))
+        totals[doc["conversation_id"]] = totals.get(doc["conversation_id"], 0) + size
+    for conversation in db["conversations"].find({"content_bytes": {"$exists": False}}, {"conversation_id": 1}):
+        db["conversations"].update_one({"_id": conversation["_id"]},
+                                       {"$set": {"content_bytes": totals.get(conversation["conversation_id"], 0)}})
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database, bool], None]]] = [
     (1, "conversations and messages collections with JSON-schema validators", _collections),
     (2, "indexes: ownership, ordering, created_at and per-user text search", _indexes),
     (3, "message meta; documents, chunks (per-user text search), jobs and the model cache", _library),
     (4, "accounts, unique by lower-cased username and by user id", _accounts),
+    (5, "invites: single-use registration codes, unique by the code's hash", _invites),
+    (6, "conversations.content_bytes, for the per-user storage quota", _content_bytes),
 ]

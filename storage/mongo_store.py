@@ -13,6 +13,7 @@ from .mongo_accounts import MongoAccounts
 from .mongo_library import MongoLibrary
 from .mongo_migrations import MIGRATIONS
 from .snippets import around_terms
+from .sqlite_store import content_bytes
 
 _CONVERSATION_KEYS = ("conversation_id", "user_id", "title", "total_tokens", "message_count",
                       "created_at", "updated_at", "summary")
@@ -52,6 +53,17 @@ class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
         except PyMongoError:
             return False
 
+    def compact_journal(self) -> bool:
+        """Nothing to do: MongoDB manages its own journal (SQLite's WAL needs help, see there)."""
+        return True
+
+    def storage_bytes(self, user_id: str) -> int:
+        """UTF-8 bytes of the user's stored messages, for the storage quota: a sum of the counters
+        append_message keeps per conversation, not a scan of the messages."""
+        rows = list(self.conversations.aggregate([{"$match": {"user_id": user_id}},
+                                                  {"$group": {"_id": None, "bytes": {"$sum": "$content_bytes"}}}]))
+        return int(rows[0]["bytes"]) if rows else 0
+
     # -- schema ------------------------------------------------------------------------------
     def migrate(self, apply: bool = True) -> list[str]:
         applied = self.db["schema_migrations"]
@@ -70,7 +82,7 @@ class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
     def create_conversation(self, user_id: str, title: str = "") -> Record:
         now = utcnow()
         doc = {"conversation_id": new_id(), "user_id": user_id, "title": title, "summary": None,
-               "total_tokens": 0, "message_count": 0, "created_at": now, "updated_at": now}
+               "total_tokens": 0, "message_count": 0, "content_bytes": 0, "created_at": now, "updated_at": now}
         self.conversations.insert_one(doc)
         return _conversation(doc)
 
@@ -101,7 +113,8 @@ class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
     def clear_messages(self, user_id: str, conversation_id: str) -> bool:
         result = self.conversations.update_one(
             {"conversation_id": conversation_id, "user_id": user_id},
-            {"$set": {"total_tokens": 0, "message_count": 0, "summary": None, "updated_at": utcnow()}})
+            {"$set": {"total_tokens": 0, "message_count": 0, "content_bytes": 0, "summary": None,
+                      "updated_at": utcnow()}})
         if result.matched_count != 1:
             return False
         self.messages.delete_many({"conversation_id": conversation_id, "user_id": user_id})
@@ -129,9 +142,10 @@ class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
         if existing:
             return existing
         owned = {"conversation_id": conversation_id, "user_id": user_id}
-        now = utcnow()
+        now, size = utcnow(), content_bytes(content)
         bumped = self.conversations.find_one_and_update(
-            owned, {"$inc": {"message_count": 1, "total_tokens": tokens}, "$set": {"updated_at": now}},
+            owned, {"$inc": {"message_count": 1, "total_tokens": tokens, "content_bytes": size},
+                    "$set": {"updated_at": now}},
             projection={"message_count": 1}, return_document=ReturnDocument.AFTER)
         if bumped is None:
             raise NotFound(conversation_id)
@@ -144,7 +158,8 @@ class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
         except WriteError as error:
             # Definitely not inserted: give the bump back. A duplicate message_id means a
             # concurrent re-send of the same message won the race (or another user owns the id).
-            self.conversations.update_one(owned, {"$inc": {"message_count": -1, "total_tokens": -tokens}})
+            self.conversations.update_one(owned, {"$inc": {"message_count": -1, "total_tokens": -tokens,
+                                                           "content_bytes": -size}})
             if isinstance(error, DuplicateKeyError):
                 existing = self.get_message(user_id, message_id)
                 if existing:

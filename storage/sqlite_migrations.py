@@ -171,6 +171,17 @@ CREATE TABLE accounts (
     "titles_fts", "conversations", "title", "id") + _reindex_owner(
     "document_chunks_fts", "document_chunks", "content", "rowid")
 
+INVITES = """
+CREATE TABLE invites (
+    code_key TEXT PRIMARY KEY,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT,
+    used_by TEXT
+);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "conversations and messages tables with their indexes", CORE_TABLES),
     (2, "ranked full-text search over messages and titles (FTS5)", FULL_TEXT),
@@ -178,4 +189,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "accounts; full-text rows re-indexed when their user_id changes", ACCOUNTS),
     (5, "documents.size_bytes, for upload quotas",
      "ALTER TABLE documents ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0 CHECK (size_bytes >= 0);"),
+    (6, "invites: single-use registration codes, kept by their hash", INVITES),
+    (7, "conversations.content_bytes, for the per-user storage quota", """
+ALTER TABLE conversations ADD COLUMN content_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE conversations SET content_bytes = (SELECT COALESCE(SUM(length(CAST(m.content AS BLOB))), 0)
+    FROM messages m WHERE m.conversation_id = conversations.conversation_id);
+"""),
 ]

@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from instance_files import private_database
+
 from .base import (ConversationStore, NotFound, Record, best_per_conversation, new_id,
                    query_terms, utcnow, validate_message)
 from .snippets import END, START, from_markers
@@ -20,6 +22,8 @@ from .sqlite_migrations import iso as _iso
 
 _CONVERSATION_COLUMNS = ("conversation_id, user_id, title, summary, summary_last_message_id, "
                          "summary_tokens, total_tokens, message_count, created_at, updated_at")
+JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024  # the WAL is cut back to this after each checkpoint that resets it
+CHECKPOINT_WAIT_MS = 2000  # compact_journal waits this long for readers, then leaves it to the next one
 _MESSAGE_COLUMNS = ("message_id, conversation_id, user_id, parent_message_id, role, content, "
                     "created_at, tokens, agent, finish_reason, meta")
 
@@ -44,11 +48,13 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
+            private_database(self.path)  # 0600 before SQLite creates it, and so its -wal and -shm
             db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                  check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             db.execute("PRAGMA foreign_keys=ON")
             self._local.db = db
         return db
@@ -84,6 +90,28 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
             return self._db().execute("SELECT 1").fetchone()[0] == 1
         except sqlite3.Error:
             return False
+
+    def compact_journal(self) -> bool:
+        """After a big write (an import, an upload): checkpoint the WAL and truncate it to zero, so
+        it does not stay the size of the biggest burst. Waits briefly for readers; True if done."""
+        db = self._db()
+        db.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+        try:
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.OperationalError as error:
+            if not is_busy(error):
+                raise
+            busy = 1
+        finally:
+            db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+        return busy == 0
+
+    def storage_bytes(self, user_id: str) -> int:
+        """UTF-8 bytes of the user's stored messages, for the storage quota: a counter kept per
+        conversation by append_message, so this is one indexed sum, not a scan of the messages."""
+        row = self._db().execute("SELECT COALESCE(SUM(content_bytes), 0) FROM conversations WHERE user_id = ?",
+                                 (user_id,)).fetchone()
+        return int(row[0])
 
     # -- schema ------------------------------------------------------------------------------
     def migrate(self, apply: bool = True) -> list[str]:
@@ -140,7 +168,8 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
 
     def clear_messages(self, user_id: str, conversation_id: str) -> bool:
         with self._write() as db:
-            cursor = db.execute("UPDATE conversations SET total_tokens = 0, message_count = 0, summary = NULL, "
+            cursor = db.execute("UPDATE conversations SET total_tokens = 0, message_count = 0, content_bytes = 0, "
+                                "summary = NULL, "
                                 "summary_last_message_id = NULL, summary_tokens = 0, updated_at = ? "
                                 "WHERE conversation_id = ? AND user_id = ?",
                                 (_iso(utcnow()), conversation_id, user_id))
@@ -167,9 +196,9 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
             if existing:
                 return existing
             bumped = db.execute("UPDATE conversations SET message_count = message_count + 1, "
-                                "total_tokens = total_tokens + ?, updated_at = ? "
+                                "total_tokens = total_tokens + ?, content_bytes = content_bytes + ?, updated_at = ? "
                                 "WHERE conversation_id = ? AND user_id = ?",
-                                (tokens, now, conversation_id, user_id))
+                                (tokens, content_bytes(content), now, conversation_id, user_id))
             if bumped.rowcount != 1:
                 raise NotFound(conversation_id)
             db.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -244,6 +273,11 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
                             "score": round(hit["score"], 6), "message_id": hit["message_id"],
                             "snippet": snippet, "highlights": highlights})
         return results
+
+
+def content_bytes(content: str) -> int:
+    """What a message's text weighs for the storage quota (SQLite's length(CAST(x AS BLOB)))."""
+    return len(content.encode("utf-8", "surrogatepass"))
 
 
 def is_busy(error: BaseException) -> bool:

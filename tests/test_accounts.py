@@ -32,7 +32,7 @@ def test_accounts_register_keeps_this_browsers_conversations(client):
     assert (body["username"], bool(body["csrf_token"])) == ("alice", True)
     assert titles(client) == ["Before the account"]
     assert client.get("/account").get_json() == {"authenticated": True, "username": "alice",
-                                                 "auth_required": False}
+                                                 "auth_required": False, "registration": "open"}
 
 
 def test_accounts_log_in_elsewhere_brings_that_browsers_anonymous_history(app, client):
@@ -98,7 +98,7 @@ def test_accounts_wrong_password_and_unknown_user_answer_alike(app, client):
 
 def test_accounts_failed_log_ins_make_the_next_try_wait_longer(app, client, monkeypatch):
     now = [1000.0]
-    app.extensions["chat_login_throttle"]._clock = lambda: now[0]
+    app.extensions["chat_login_throttle"].clock = lambda: now[0]
     register(client)
     guesser = app.test_client()
     statuses = [login(guesser, password=f"guess number {n}").status_code for n in range(3)]
@@ -126,7 +126,7 @@ def test_accounts_form_posts_work_without_javascript(client):
 
 
 def test_accounts_required_keeps_everything_but_the_way_in_closed(make_app):
-    app = make_app(AUTH_REQUIRED=True)
+    app = make_app(AUTH_REQUIRED=True, REGISTRATION="open")
     browser = app.test_client()
     assert browser.get("/", headers={"Accept": "text/html"}).headers["Location"] == "/login"
     refused = browser.get("/list_conversations")
@@ -140,3 +140,14 @@ def test_accounts_required_keeps_everything_but_the_way_in_closed(make_app):
     socket = socketio.test_client(app, flask_test_client=browser)
     assert socket.is_connected()
     socket.disconnect()
+
+
+def test_accounts_throttle_falls_back_to_this_process_while_redis_is_away():
+    import redis
+    from web.login_throttle import LoginThrottle
+    away = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    throttle = LoginThrottle(away, clock=lambda: 1000.0)
+    waits = [throttle.reserve("alice", "203.0.113.9") for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0] and waits[3] == 2.0
+    throttle.succeeded("alice", "203.0.113.9")
+    assert throttle.reserve("alice", "203.0.113.9") == 0.0  # the pair was forgotten

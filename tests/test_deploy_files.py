@@ -220,6 +220,61 @@ def test_deploy_nginx_root_location_forwards_client_facts(directive):
     assert directive in directives(nginx_block("location /"))
 
 
+def nginx_top_level() -> set[str]:
+    """The directives outside every block (the http context, where limit zones are declared)."""
+    text = re.sub(r"#.*", "", (ROOT / "deploy" / "nginx.conf").read_text())
+    while "{" in text:
+        text = re.sub(r"[^;{}]*\{[^{}]*\}", ";", text)
+    return directives(text)
+
+
+def limit_zones() -> dict[str, tuple[str, str]]:
+    """zone name -> (limit_conn_zone or limit_req_zone, the key it counts by)."""
+    zones = {}
+    for statement in nginx_top_level():
+        kind, key, *options = statement.split()
+        if kind in ("limit_conn_zone", "limit_req_zone"):
+            (zone,) = [option.split("=")[1].split(":")[0] for option in options if option.startswith("zone=")]
+            zones[zone] = (kind, key)
+    return zones
+
+
+def location_limits(location: str) -> dict[str, list[str]]:
+    """limit_conn / limit_req directive -> its arguments, in one location."""
+    found = {}
+    for statement in directives(nginx_block(location)):
+        kind, *arguments = statement.split()
+        if kind in ("limit_conn", "limit_req"):
+            found[kind] = arguments
+    return found
+
+
+def test_deploy_nginx_limit_zones_count_per_client_address():
+    zones = limit_zones()
+    assert {kind for kind, _ in zones.values()} == {"limit_conn_zone", "limit_req_zone"}
+    assert {key for _, key in zones.values()} == {"$binary_remote_addr"}
+
+
+@pytest.mark.parametrize("location", ["location /socket.io", "location /"])
+def test_deploy_nginx_location_limits_connections_and_requests_per_address(location):
+    limits = location_limits(location)
+    zones = limit_zones()
+    conn_zone, conn_count = limits["limit_conn"]
+    (req_zone,) = [argument.split("=")[1] for argument in limits["limit_req"] if argument.startswith("zone=")]
+    assert zones[conn_zone][0] == "limit_conn_zone" and int(conn_count) > 0
+    assert zones[req_zone][0] == "limit_req_zone" and "nodelay" in limits["limit_req"]
+
+
+def test_deploy_nginx_socket_limit_leaves_room_for_the_apps_own_cap(defaults):
+    """nginx must not refuse sockets before the app's MAX_SOCKETS_PER_IP would (long-polling
+    holds up to two requests per socket)."""
+    assert int(location_limits("location /socket.io")["limit_conn"][1]) >= 2 * defaults.MAX_SOCKETS_PER_IP
+
+
+def test_deploy_nginx_limits_answer_429():
+    assert {"limit_conn_status 429", "limit_req_status 429"} <= directives(nginx_block("server"))
+
+
 def test_deploy_nginx_keeps_metrics_private():
     assert directives(nginx_block("location = /metrics")) == {"deny all"}
 

@@ -111,7 +111,8 @@ def test_a_part_that_keeps_failing_is_reported_not_fatal(tmp_path, store, fake_l
 
 def test_reduce_recurses_when_notes_do_not_fit_one_call(tmp_path, store, fake_llm):
     fake_llm.responder = lambda body: ("notes " * 90) if PART.search(body["messages"][0]["content"]) else "short"
-    analyser, config = _analyser(tmp_path, store, fake_llm, MODEL_CONTEXT_WINDOWS={"fake-model": 1200})
+    analyser, config = _analyser(tmp_path, store, fake_llm, MODEL_CONTEXT_WINDOWS={"fake-model": 1200},
+                                 FILE_MAX_MODEL_CALLS=1000)  # every part analysed: the notes overflow one call
     chunks = [c.text for c in split(_text(20), config)]
     analysis = analyser.run(chunks)
     reduces = [r for r in fake_llm.requests if not PART.search(r.body["messages"][0]["content"])]

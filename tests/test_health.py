@@ -75,3 +75,27 @@ def test_health_unreachable_redis_is_503(make_app):
 def test_health_sends_the_key_the_way_the_endpoint_expects(make_app, fake_llm):
     make_app(OPENAI_BASE_URL=fake_llm.url, OPENAI_API_KEY="sk-test").test_client().get("/health")
     assert fake_llm.requests[-1].headers["authorization"] == "Bearer sk-test"
+
+
+def test_health_probes_the_endpoint_at_most_once_per_cache_period(make_app, fake_llm):
+    """/health is anonymous: hitting it must not make an upstream call (with the API key) each time."""
+    from concurrent.futures import ThreadPoolExecutor
+    app = make_app(OPENAI_BASE_URL=fake_llm.url, OPENAI_API_KEY="sk-test")
+
+    def hit(_) -> bool:
+        return app.test_client().get("/health").get_json()["endpoint"]["reachable"]
+    with ThreadPoolExecutor(10) as pool:
+        assert all(pool.map(hit, range(10)))  # concurrent: one probe in flight, the others wait for it
+    assert all(hit(n) for n in range(20))
+    probes = [r for r in fake_llm.requests if r.path.endswith("/models")]
+    assert len(probes) == 1
+
+
+def test_health_probes_again_once_the_cached_result_is_old(make_app, fake_llm):
+    import time
+    app = make_app(OPENAI_BASE_URL=fake_llm.url, ENDPOINT_PROBE_CACHE_S=0.2)
+    client = app.test_client()
+    client.get("/health")
+    time.sleep(0.3)
+    client.get("/health")
+    assert len([r for r in fake_llm.requests if r.path.endswith("/models")]) == 2

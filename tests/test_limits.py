@@ -105,3 +105,30 @@ def test_a_bad_rate_names_the_setting(monkeypatch, name):
     monkeypatch.setenv(name, "lots")
     with pytest.raises(ConfigError, match=name):
         Config().validate()
+
+
+def test_message_limit_per_address_is_shared_by_fresh_cookies(limited_sock):
+    """A fresh cookie is a fresh user id, not a fresh allowance: anonymous messages count per address."""
+    settings = dict(RATELIMIT_MESSAGES="100 per minute", RATELIMIT_MESSAGES_PER_IP="3 per minute")
+    first, _ = limited_sock(**settings)
+    sent = [first.emit("send_message", {"message": f"one {n}"}, callback=True)["ok"] for n in range(2)]
+    wait_for(first, "response_done")
+    app = first.app
+    second_http = app.test_client()  # a second fresh cookie from the same address
+    second_http.get("/")
+    second = socketio.test_client(app, flask_test_client=second_http)
+    sent.append(second.emit("send_message", {"message": "three"}, callback=True)["ok"])
+    refused = second.emit("send_message", {"message": "four"}, callback=True)
+    assert sent == [True, True, True] and refused["ok"] is False
+    assert refused["message"].startswith("Too many messages from this address: at most 3 per 1 minute")
+    second_http.post("/register", json={"username": "dora", "password": "correct horse battery"})
+    signed_in = socketio.test_client(app, flask_test_client=second_http)  # accounts count per user only
+    assert signed_in.emit("send_message", {"message": "five"}, callback=True)["ok"] is True
+    for sock in (first, second, signed_in):
+        sock.disconnect()
+
+
+def test_a_bad_message_rate_per_address_names_the_setting(monkeypatch):
+    monkeypatch.setenv("RATELIMIT_MESSAGES_PER_IP", "lots")
+    with pytest.raises(ConfigError, match="RATELIMIT_MESSAGES_PER_IP"):
+        Config().validate()

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from agents.llm_errors import (ContextLengthExceeded, LLMBadRequest, LLMStreamError, LLMUnavailable,
-                               error_for_status, stream_error)
+from agents.llm_errors import (DETAIL_LIMIT, ContextLengthExceeded, LLMBadRequest, LLMStreamError, LLMUnavailable,
+                               error_for_status, redact, stream_error)
 
 KEY = "sk-live-0123456789abcdef"
 
@@ -80,6 +80,36 @@ def test_error_for_status_never_echoes_the_key(status):
 def test_error_for_status_redacts_the_key_from_other_messages():
     error = error_for_status(400, openai_error(f"bad header {KEY}"), secret=KEY)
     assert KEY not in error.message and "***" in error.message
+
+
+def key_at_the_cut(lead: str, key: str = KEY, inside: int = 13) -> str:
+    """`lead`, padding, then the key, which the DETAIL_LIMIT cut would split `inside` characters in."""
+    text = f"{lead} " + "x" * (DETAIL_LIMIT - inside - len(lead) - 1 - len(" Bearer ")) + " Bearer " + key
+    assert text.index(key) == DETAIL_LIMIT - inside
+    return text
+
+
+@pytest.mark.parametrize("make", [
+    lambda text: error_for_status(400, openai_error(text), secret=KEY),
+    lambda text: error_for_status(400, text, secret=KEY),
+    lambda text: error_for_status(404, json.dumps({"detail": text}), secret=KEY),
+    lambda text: stream_error({"error": {"message": text}}, secret=KEY),
+    lambda text: stream_error(text, secret=KEY),
+])
+def test_error_messages_redact_the_key_before_cutting_them_short(make):
+    message = make(key_at_the_cut("Invalid header:")).message
+    assert KEY[:5] not in message and len(message) < 400
+
+
+@pytest.mark.parametrize("inside", [4, 13, len(KEY) - 1])
+def test_redact_blanks_a_key_cut_off_at_the_end_of_a_text(inside):
+    """What the client redacts after the SSE parser cut the text (it has no key to redact with)."""
+    cut = stream_error(key_at_the_cut("Invalid header:", inside=inside)).message
+    assert KEY[:inside] in cut and KEY[:4] not in redact(cut, KEY) and redact(cut, KEY).endswith("Bearer ***")
+
+
+def test_redact_leaves_text_ending_in_other_words_alone():
+    assert redact("ends with sk-", KEY) == "ends with sk-" and redact("plain", KEY) == "plain"
 
 
 def test_error_for_status_carries_retry_after():

@@ -253,3 +253,25 @@ def test_logs_request_ids_stay_apart_in_greenlets(setup, sleep, spawn, wait):
     code = textwrap.dedent(GREENLETS).format(setup=setup, sleep=sleep, spawn=spawn, wait=wait, root=str(ROOT))
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=60)
     assert sorted(done.stdout.splitlines()) == ["- plain", "event carried", "g0 g0", "g1 g1", "g2 g2"], done.stderr
+
+
+@pytest.mark.parametrize("line, expected", [
+    ('"GET /search?q=penguin+diagnosis HTTP/1.1" 200 -', '"GET /search?q=[redacted] HTTP/1.1" 200 -'),
+    ('"GET /search?q=a"b&page=2 HTTP/1.1" 200 -', '"GET /search?q=[redacted]&page=[redacted] HTTP/1.1" 200 -'),
+    ('"\x1b[33mGET /?c=c0ffee HTTP/1.1\x1b[0m" 404 -', '"\x1b[33mGET /?c=[redacted] HTTP/1.1\x1b[0m" 404 -'),
+    ('"GET /search?secret HTTP/1.1"', '"GET /search?[redacted] HTTP/1.1"'),
+    ('"GET /static/app.css HTTP/1.1" 200 -', '"GET /static/app.css HTTP/1.1" 200 -'),
+])
+def test_logs_access_lines_lose_their_query_values(line, expected):
+    from access_log import redact_queries
+    assert redact_queries(line) == expected
+
+
+def test_logs_gunicorn_access_atoms_lose_their_query_values():
+    from access_log import QueryFilter
+    atoms = {"r": "GET /search?q=penguin HTTP/1.1", "q": "q=penguin&page=2", "f": "http://h/search?q=penguin",
+             "{referer}i": "http://h/search?q=penguin", "s": "200"}
+    record = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, "%(r)s %(q)s %(f)s %({referer}i)s %(s)s",
+                               (atoms,), None)  # as gunicorn logs: one mapping of atoms
+    assert QueryFilter().filter(record) and "penguin" not in record.getMessage()
+    assert record.getMessage().startswith("GET /search?q=[redacted] HTTP/1.1 q=[redacted]&page=[redacted]")

@@ -279,7 +279,7 @@ def test_math_agent_warm_worker_answers_fast():
         assert time.monotonic() - started < 0.1, question
 
 
-def test_math_agent_concurrent_callers_share_one_worker():
+def test_math_agent_concurrent_callers_share_the_workers():
     results: dict[int, str] = {}
 
     def ask(n: int) -> None:

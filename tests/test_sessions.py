@@ -40,3 +40,30 @@ def test_sessions_redis_outage_answers_503_then_recovers(make_app, private_redis
     assert app.test_client().post("/start_conversation").status_code == 503  # no identity without Redis
     health = client.get("/health")
     assert health.status_code == 503 and health.get_json()["redis"]["ok"] is False
+
+
+def test_sessions_redis_revoked_id_keeps_a_tombstone_as_long_as_a_session_lives(make_app, redis_url):
+    client = make_app(REDIS_URL=redis_url).test_client()
+    client.post("/register", json={"username": "alice", "password": "correct horse battery"})
+    old = client.get_cookie("session").value
+    client.post("/logout", json={})
+    server = redis.from_url(redis_url)
+    assert server.get(f"session:{old}") is None
+    assert 29 * 86400 < server.ttl(f"session-revoked:session:{old}") <= 30 * 86400
+    thief = make_app(REDIS_URL=redis_url).test_client()
+    thief.set_cookie("session", old)
+    assert thief.get("/account").get_json()["authenticated"] is False
+    assert server.get(f"session:{old}") is None  # the thief's request did not bring it back either
+
+
+def test_sessions_file_store_refuses_a_revoked_id(app, client):
+    client.post("/register", json={"username": "alice", "password": "correct horse battery"})
+    old = client.get_cookie("session").value
+    client.post("/logout", json={})
+    interface = app.session_interface
+    assert interface._revoked(f"session:{old}")
+    with app.test_request_context():
+        interface._upsert_session(app.permanent_session_lifetime, {"user_id": "x", "username": "alice"},
+                                  f"session:{old}")
+    assert interface._retrieve_session_data(f"session:{old}") is None
+    assert interface.cache.get(f"session:{old}") is None

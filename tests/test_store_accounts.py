@@ -56,3 +56,54 @@ def test_store_moved_records_are_found_by_the_new_owners_search(search_store):
     assert store.search("anon", "fresnel") == []
     assert [c["document_id"] for c in store.search_chunks("account", "fresnel")] == [document["document_id"]]
     assert store.search_chunks("anon", "fresnel") == []
+
+
+# -- invites: single-use registration codes ---------------------------------------------------------
+
+def in_days(days: float):
+    from datetime import timedelta
+
+    from storage.base import utcnow
+    return utcnow() + timedelta(days=days)
+
+
+def test_store_invite_is_used_once(store):
+    made = store.create_invite("key-1", "admin", in_days(7))
+    assert (made["code_key"], made["created_by"], made["used_at"], made["used_by"]) == ("key-1", "admin", None, None)
+    assert abs((made["expires_at"] - in_days(7)).total_seconds()) < 5
+    assert store.consume_invite("key-1", "bob") is True
+    assert store.consume_invite("key-1", "carol") is False
+    used = store.get_invite("key-1")
+    assert used["used_by"] == "bob" and used["used_at"] is not None
+    assert store.consume_invite("no-such-key", "bob") is False and store.get_invite("no-such-key") is None
+
+
+def test_store_invite_expires(store):
+    store.create_invite("old", "admin", in_days(1))
+    assert store.consume_invite("old", "bob", now=in_days(2)) is False
+    assert store.get_invite("old")["used_at"] is None
+    assert store.consume_invite("old", "bob", now=in_days(0.5)) is True
+
+
+def test_store_released_invite_can_be_used_again_by_another(store):
+    store.create_invite("key-1", "admin", in_days(7))
+    assert store.consume_invite("key-1", "taken-name")
+    assert store.release_invite("key-1", "someone-else") is False  # only the one who used it gives it back
+    assert store.release_invite("key-1", "taken-name") is True
+    assert store.consume_invite("key-1", "bob") is True
+
+
+def test_store_parallel_consumers_of_one_invite_get_it_once(store):
+    import threading
+    store.create_invite("key-1", "admin", in_days(7))
+    start, results = threading.Barrier(8), []
+
+    def consume(n):
+        start.wait()
+        results.append(store.consume_invite("key-1", f"user-{n}"))
+    threads = [threading.Thread(target=consume, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]

@@ -239,3 +239,45 @@ def test_store_upload_bytes_per_user_and_in_total(store):
     store.add_document("bob", "c.txt", "h3", ["z"], [1], size_bytes=7)
     store.add_document("alice", "a-again.txt", "h1", ["x"], [1], size_bytes=1000)  # the same file: not twice
     assert (store.upload_bytes("alice"), store.upload_bytes("bob"), store.upload_bytes(None)) == (1500, 7, 1507)
+
+
+def test_store_storage_bytes_counts_each_users_message_bytes(store):
+    first = store.create_conversation("alice")["conversation_id"]
+    second = store.create_conversation("alice")["conversation_id"]
+    store.append_message("alice", first, "user", "héllo")  # 6 bytes in UTF-8
+    store.append_message("alice", second, "assistant", "日本", agent="chat", finish_reason="stop")  # 6 bytes
+    store.append_message("alice", second, "user", "again", message_id="m-1")
+    store.append_message("alice", second, "user", "again", message_id="m-1")  # a re-send stores nothing
+    bob = store.create_conversation("bob")["conversation_id"]
+    store.append_message("bob", bob, "user", "x" * 100)
+    assert store.storage_bytes("alice") == 17 and store.storage_bytes("bob") == 100
+    assert store.storage_bytes("nobody") == 0
+    store.clear_messages("alice", second)
+    assert store.storage_bytes("alice") == 6
+    store.delete_conversation("alice", first)
+    assert store.storage_bytes("alice") == 0 and store.storage_bytes("bob") == 100
+
+
+def test_store_compact_journal_is_safe_to_call_any_time(store):
+    cid = store.create_conversation("alice")["conversation_id"]
+    store.append_message("alice", cid, "user", "hello")
+    assert store.compact_journal() is True
+    assert [m["content"] for m in store.list_messages("alice", cid)] == ["hello"]
+
+
+def test_store_migration_counts_messages_stored_before_it(store):
+    """Conversations stored before the storage quota existed get their bytes counted by the migration."""
+    cid = store.create_conversation("alice")["conversation_id"]
+    store.append_message("alice", cid, "user", "héllo")
+    if store.backend == "sqlite":
+        from storage.sqlite_migrations import MIGRATIONS as SQLITE_MIGRATIONS
+        from storage.sqlite_store import _statements
+        sql = next(sql for _, description, sql in SQLITE_MIGRATIONS if "content_bytes" in description)
+        with store._write() as db:
+            db.execute("UPDATE conversations SET content_bytes = 0")
+            db.execute(_statements(sql)[1])  # the back-fill (the column exists already)
+    else:
+        store.conversations.update_many({}, {"$unset": {"content_bytes": ""}})
+        step = next(step for _, description, step in MIGRATIONS if "content_bytes" in description)
+        step(store.db, store.mock)
+    assert store.storage_bytes("alice") == 6

@@ -272,3 +272,35 @@ def test_import_failing_midway_deletes_what_it_created(app, client, monkeypatch)
 def test_import_max_mb_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match="IMPORT_MAX_MB must be a positive number"):
         TestConfig(tmp_path, IMPORT_MAX_MB=0.0).validate()
+
+
+@pytest.mark.parametrize("as_file", [True, False], ids=["file", "json-body"])
+def test_import_limit_holds_with_csrf_on_and_its_413_names_the_real_limit(make_app, as_file):
+    """CSRF protection reads the form before the view: the import's own limit must already apply."""
+    client = make_app(csrf_protection=True, MAX_FILE_SIZE_MB=0.01, IMPORT_MAX_MB=0.3).test_client()
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', client.get("/").get_data(as_text=True))[1]
+
+    def send(payload):
+        if as_file:
+            data = {"file": (io.BytesIO(json.dumps(payload).encode()), "c.json")}
+            return client.post("/import_conversations", data=data, headers={"X-CSRFToken": token})
+        return client.post("/import_conversations", json=payload, headers={"X-CSRFToken": token})
+    assert send(messages(1, 150_000)).status_code == 200  # over the 0.01 MB upload limit, under the import's
+    refused = send(messages(1, 400_000))  # (bodies under 500 KB: the test client spools bigger ones to files)
+    assert refused.status_code == 413
+    assert refused.get_json() == {"message": "The import is larger than the 0.3 MB limit."}
+
+
+def test_import_text_field_over_the_form_memory_limit_is_named(make_app):
+    app = make_app()
+    app.config["MAX_FORM_MEMORY_SIZE"] = 4096  # Flask's default is 500 KB
+    response = app.test_client().post("/import_conversations",
+                                      data={"note": "x" * 5000, "file": (io.BytesIO(b"[]"), "c.json")})
+    assert response.status_code == 413 and "A form field is larger than" in response.get_json()["message"]
+
+
+def test_import_cuts_the_sqlite_wal_back(make_app, tmp_path):
+    client = make_app().test_client()
+    payload = [messages(200, 10_000)]  # 2 MB of messages (a JSON body: the test client spools big forms to files)
+    assert client.post("/import_conversations", json=payload).status_code == 200
+    assert (tmp_path / "instance" / "chat.sqlite3-wal").stat().st_size == 0

@@ -155,15 +155,16 @@ def test_upload_quota_per_user_counts_what_is_stored(make_app):
     assert post_upload(browser, "b.txt", b"b" * 700).status_code == 202  # deleting frees the room
 
 
-def test_upload_total_cap_counts_everyone_and_files_waiting(make_app, tmp_path):
+def test_upload_total_cap_counts_everyone_and_uploads_waiting_for_their_job(make_app):
+    from web import quotas
     app = make_app(UPLOAD_TOTAL_MB=0.002)  # 2,097 bytes for the whole server
     first, second = app.test_client(), app.test_client()
     done = post_upload(first, "a.txt", b"a" * 900)
     wait_for_job(first, done.get_json()["job_id"])
-    waiting = tmp_path / "instance" / "uploads" / "pending.upload"
-    waiting.parent.mkdir(parents=True, exist_ok=True)
-    waiting.write_bytes(b"w" * 900)  # a file whose job has not run yet
+    with app.app_context():  # an upload accepted elsewhere whose job has not stored it yet
+        config, store = app.config["CHAT"], app.extensions["chat_store"].get()
+        release = quotas.hold_upload(store, "someone-else", 900, config)
     refused = post_upload(second, "b.txt", b"b" * 400)
     assert refused.status_code == 413 and "storage is full" in refused.get_json()["message"]
-    waiting.unlink()
+    release()
     assert post_upload(second, "b.txt", b"b" * 400).status_code == 202

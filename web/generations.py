@@ -1,5 +1,5 @@
-"""The replies this process is generating now: for the in-flight gauge, the per-user cap, and
-stopping them cleanly at shutdown (gunicorn.conf.py's worker_exit)."""
+"""The replies (and upload analyses) this process is running now: for the in-flight gauge, the
+per-user cap, and stopping replies cleanly at shutdown (gunicorn.conf.py's worker_exit)."""
 from __future__ import annotations
 
 import threading
@@ -12,6 +12,16 @@ _running: dict[str, tuple[str, str]] = {}  # reply_id -> (user_id, conversation_
 def started(reply_id: str, user_id: str, conversation_id: str) -> None:
     with _lock:
         _running[reply_id] = (user_id, conversation_id)
+
+
+def try_start(work_id: str, user_id: str, limit: int | None) -> bool:
+    """Count other model work (an upload's analysis) against the per-user cap: checked and counted
+    in one step, so concurrent requests cannot all pass. It has no conversation to stop."""
+    with _lock:
+        if limit is not None and sum(1 for owner, _ in _running.values() if owner == user_id) >= limit:
+            return False
+        _running[work_id] = (user_id, "")
+        return True
 
 
 def finished(reply_id: str) -> None:
@@ -43,7 +53,8 @@ def drain(app, seconds: float) -> int:
         return 0
     inflight, socketio = app.extensions["chat_inflight"], app.extensions["socketio"]
     for _, conversation_id in running.values():
-        inflight.request_stop(conversation_id)
+        if conversation_id:  # upload jobs have none: they end by themselves
+            inflight.request_stop(conversation_id)
     deadline = time.monotonic() + seconds
     while count() and time.monotonic() < deadline:
         socketio.sleep(0.05)  # under eventlet/gevent this lets the replies run to their stop

@@ -1,7 +1,8 @@
 """Rate limits (seed 002): HTTP requests per browser and per client IP (Flask-Limiter), and for
 the socket: messages per user plus a cap on replies one user has generating at once (LibreChat's
-CONCURRENT_MESSAGE_MAX). Counted in Redis when REDIS_URL is set, so every instance shares them;
-in memory otherwise. A counter store that fails lets requests through (logged): a Redis hiccup
+CONCURRENT_MESSAGE_MAX). Anonymous users' messages also count per client address (a higher rate):
+a fresh cookie is a fresh user id, but not a fresh address. Counted in Redis when REDIS_URL is set,
+so every instance shares them; in memory otherwise. A counter store that fails lets requests through (logged): a Redis hiccup
 must not lock everyone out. RATELIMIT_ENABLED=false turns all of it off (benchmarks).
 """
 from __future__ import annotations
@@ -46,11 +47,13 @@ class MessageLimits:
     def __init__(self, config, storage_uri: str) -> None:
         self.enabled = config.RATELIMIT_ENABLED
         self.rates = parse_many(config.RATELIMIT_MESSAGES)
+        self.address_rates = parse_many(config.RATELIMIT_MESSAGES_PER_IP)
         self.max_generating = config.MAX_CONCURRENT_GENERATIONS
         self.window = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri))
 
-    def refusal(self, user_id: str) -> dict | None:
-        """None to go ahead, else the acknowledgement to send: a clear message and retry_after."""
+    def refusal(self, user_id: str, address: str | None = None) -> dict | None:
+        """None to go ahead, else the acknowledgement to send: a clear message and retry_after.
+        `address` (the client's, after ProxyFix) is counted too while the session has no account."""
         if not self.enabled:
             return None
         if generations.count(user_id) >= self.max_generating:
@@ -58,19 +61,27 @@ class MessageLimits:
             return {"ok": False, "retry_after": 1,
                     "message": f"You already have {self.max_generating} replies being generated. "
                                "Wait for one to finish, or stop it, then send again."}
-        for rate in self.rates:
-            try:
-                if self.window.hit(rate, "messages", user_id):
-                    continue
-                reset = self.window.get_window_stats(rate, "messages", user_id).reset_time
-            except Exception as error:  # the counter store is down: let the message through
-                log.warning("Message rate limit not checked: %s", type(error).__name__)
-                return None
-            wait = max(1, math.ceil(reset - time.time()))
-            metrics.RATE_LIMITED.labels(scope="messages").inc()
-            return {"ok": False, "retry_after": wait,
-                    "message": f"Too many messages: at most {rate}. Try again in {wait} s."}
+        counted = [(rate, "messages", user_id, "") for rate in self.rates]
+        if address and "username" not in session:
+            counted += [(rate, "messages-ip", address, " from this address") for rate in self.address_rates]
+        for rate, scope, key, where in counted:
+            wait = self._over(rate, scope, key)
+            if wait:
+                metrics.RATE_LIMITED.labels(scope="messages").inc()
+                return {"ok": False, "retry_after": wait,
+                        "message": f"Too many messages{where}: at most {rate}. Try again in {wait} s."}
         return None
+
+    def _over(self, rate, scope: str, key: str) -> int:
+        """0 when this message fits the rate (and is counted), else the seconds until it would."""
+        try:
+            if self.window.hit(rate, scope, key):
+                return 0
+            reset = self.window.get_window_stats(rate, scope, key).reset_time
+        except Exception as error:  # the counter store is down: let the message through
+            log.warning("Message rate limit not checked: %s", type(error).__name__)
+            return 0
+        return max(1, math.ceil(reset - time.time()))
 
 
 def _browser() -> str:

@@ -71,6 +71,10 @@ SCHEMAS = {
 CREDENTIALS = _obj({"username": {"type": "string", "minLength": 3, "maxLength": 40},
                     "password": {"type": "string", "minLength": 8, "maxLength": 200}},
                    ("username", "password"))
+REGISTRATION = _obj({**CREDENTIALS["properties"],
+                     "invite": {"type": "string", "maxLength": 100,
+                                "description": "Required when registration is by invite"}},
+                    ("username", "password"))
 IMPORT_BODY = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
 HTML = _text("text/html", "A page")
 
@@ -148,9 +152,16 @@ OPERATIONS: dict[str, dict[str, tuple]] = {
     "accounts.login_page": {"get": ("The log-in page", None, {200: HTML}, [])},
     "accounts.register_page": {"get": ("The registration page", None, {200: HTML}, [])},
     "accounts.account": {"get": ("Who this browser is", None, {200: _json(_obj({
-        "authenticated": BOOLEAN, "username": NULLABLE_STRING, "auth_required": BOOLEAN}))}, [])},
-    "accounts.register": {"post": ("Create an account (this browser's conversations become its)",
-                                   _body(CREDENTIALS), {201: _json("Account")}, [])},
+        "authenticated": BOOLEAN, "username": NULLABLE_STRING, "auth_required": BOOLEAN,
+        "registration": {"type": "string", "enum": ["open", "invite", "closed"]}}))}, [])},
+    "accounts.register": {"post": ("Create an account (this browser's conversations become its); 403 when "
+                                   "registration is closed or the invite code is not valid",
+                                   _body(REGISTRATION), {201: _json("Account")}, [])},
+    "invites.create_invite": {"post": (
+        "The admin creates a single-use invite code (shown once)",
+        _body(_obj({"expires_in_days": {"type": "integer", "minimum": 1, "maximum": 90}}), required=False),
+        {201: _json(_obj({"message": STRING, "code": STRING, "expires_at": STRING},
+                         ("message", "code", "expires_at")))}, [])},
     "accounts.login": {"post": ("Log in (this browser's anonymous conversations move in)", _body(CREDENTIALS),
                                 {200: _json("Account")}, [])},
     "accounts.logout": {"post": ("A new, anonymous session", None, {200: _json("Account")}, [])},

@@ -16,7 +16,7 @@ import utils
 from agents import titler
 from agents.turn import TurnDeps, run_turn
 from storage.sqlite_store import is_busy
-from . import errors, generations, sessions
+from . import errors, generations, quotas, sessions, socket_sessions
 from .context import LOGIN_NEEDED, current_user_id, get_store, login_missing
 from .inflight import claim, live_snapshot
 
@@ -99,11 +99,13 @@ def register(socketio: SocketIO) -> None:
         if login_missing():
             raise ConnectionRefusedError(LOGIN_NEEDED)
         join_room(user_room(session["user_id"]))
+        socket_sessions.track_socket(request.sid)  # logging out disconnects it
         metrics.CONNECTIONS.inc()
         emit("response", {"data": "Connected"})
 
     @socketio.on("disconnect")
     def on_disconnect(reason=None):
+        socket_sessions.forget_socket(request.sid)
         metrics.CONNECTIONS.dec()
 
     @socketio.on("heartbeat")
@@ -170,7 +172,7 @@ def _send_message(socketio: SocketIO, data) -> dict:
     model, refusal = _picked_model(data)
     if refusal:
         return refusal
-    refusal = _over_limit(user_id)
+    refusal = _over_limit(user_id) or quotas.message_refusal(user_id, text)  # storage quota: web/quotas.py
     if refusal:
         return refusal
     resent = _resent(store, user_id, client_id)
@@ -235,7 +237,7 @@ def _regenerate(socketio: SocketIO, data) -> dict:
 
 def _over_limit(user_id: str) -> dict | None:
     """The message rate and concurrent-reply limits (web/limits.py): the refusal to send, or None."""
-    refusal = current_app.extensions["chat_message_limits"].refusal(user_id)
+    refusal = current_app.extensions["chat_message_limits"].refusal(user_id, request.remote_addr)
     if refusal:
         emit("error", {"message": refusal["message"]}, to=request.sid)
     return refusal

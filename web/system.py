@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 
 import requests
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -14,6 +17,34 @@ from .context import get_store
 
 bp = Blueprint("system", __name__)
 log = logging.getLogger("chat.health")
+
+
+class EndpointProbe:
+    """/health's check of the model endpoint: at most one per ENDPOINT_PROBE_CACHE_S per process,
+    one at a time. /health is anonymous and each probe is an upstream call made with the API key,
+    so callers share the last result instead of causing calls at will."""
+
+    def __init__(self, max_age_s: float) -> None:
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._result: dict = {}
+        self._at = -math.inf
+
+    def status(self, config) -> dict:
+        """The cached result while fresh; else one caller probes and the others wait for it."""
+        if not self._fresh():
+            with self._lock:
+                if not self._fresh():
+                    self._result, self._at = _endpoint_status(config), time.monotonic()
+        return dict(self._result)
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._at < self.max_age_s
+
+
+@bp.record_once
+def _setup(state) -> None:
+    state.app.extensions["chat_endpoint_probe"] = EndpointProbe(state.app.config["CHAT"].ENDPOINT_PROBE_CACHE_S)
 
 
 @bp.get("/get_config")
@@ -32,7 +63,7 @@ def health():
     config = current_app.config["CHAT"]
     store_ok = _store_ok()
     redis = _redis_status()
-    endpoint = _endpoint_status(config)
+    endpoint = current_app.extensions["chat_endpoint_probe"].status(config)
     healthy = store_ok and redis.get("ok", True)
     body = {"status": "ok" if healthy else "unavailable",
             "store": {"backend": "mongodb" if config.MONGODB_URI else "sqlite", "ok": store_ok},

@@ -5,7 +5,9 @@ and a failure while storing deletes every conversation the request had created. 
 messages get fresh ids (ids in a file could collide with other users' ids) and every non-root
 message an explicit parent, so branches survive. A second root (an edited first message) is
 stored with `meta.edit_of` pointing at the first root: threads.py would otherwise take a message
-without a parent as a reply to the message stored just before it.
+without a parent as a reply to the message stored just before it. An import holds the user's one
+import slot and its size in their storage quota while it is stored (web/quotas.py), then asks the
+store to cut its journal back (SQLite's WAL would otherwise stay the size of the biggest import).
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 import threads
 import utils
 from storage.base import FINISH_REASONS, ROLES, ConversationStore, as_utc
-from . import shapes
+from . import quotas, shapes
 from .context import current_user_id, get_store, owned_conversation
+from .errors import too_large_message
 from .validation import require_storable
 
 bp = Blueprint("transfer", __name__)
@@ -91,21 +94,44 @@ def _download(body: str, mimetype: str, record: dict, extension: str) -> Respons
 
 @bp.post("/import_conversations")
 def import_conversations():
-    """Create conversations from a .json file (field `file`) or a JSON body."""
-    request.max_content_length = int(current_app.config["CHAT"].IMPORT_MAX_MB * 1024 * 1024)
+    """Create conversations from a .json file (field `file`) or a JSON body; one import at a time
+    per user (held before the payload is parsed: parsing is the costly part)."""
+    store, user_id = get_store(), current_user_id()
+    release = quotas.hold_import_slot(user_id, current_app.config["CHAT"])
+    try:
+        created, skipped = _import(store, user_id)
+    finally:
+        release()
+    return jsonify(message=f"Imported {len(created)} conversation(s).", conversations=created, skipped=skipped)
+
+
+def _import(store: ConversationStore, user_id: str) -> tuple[list[dict], int]:
+    """Parse and check the whole payload, hold its size in the storage quota, store it, and cut
+    the journal back; returns what was created and how many conversations were skipped."""
     drafts = [_draft(item, number) for number, item in enumerate(_items(_payload()), 1)]
     kept = [draft for draft in drafts if draft is not None]
-    skipped = len(drafts) - len(kept)
-    _check_totals(kept, skipped)
-    created = _store_all(current_user_id(), kept)
-    return jsonify(message=f"Imported {len(created)} conversation(s).", conversations=created, skipped=skipped)
+    _check_totals(kept, len(drafts) - len(kept))
+    release = quotas.hold_storage(store, user_id, _bytes(kept), current_app.config["CHAT"], "This import")
+    try:
+        return _store_all(user_id, kept), len(drafts) - len(kept)
+    finally:
+        release()
+        store.compact_journal()
+
+
+@bp.url_value_preprocessor
+def _import_limit(endpoint: str | None, values: dict | None) -> None:
+    """Imports have their own size limit (IMPORT_MAX_MB). Set here, before every before_request
+    hook: CSRF protection reads the form, and parsing it under the app's upload limit answered a
+    5 MB import with a 413 that named the import limit."""
+    if endpoint == "transfer.import_conversations":
+        request.max_content_length = int(current_app.config["CHAT"].IMPORT_MAX_MB * 1024 * 1024)
 
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(error: RequestEntityTooLarge):
-    """Imports have their own limit (IMPORT_MAX_MB), not the upload one errors.py names."""
-    limit = current_app.config["CHAT"].IMPORT_MAX_MB
-    return jsonify(message=f"The import is larger than the {limit:g} MB limit."), 413
+    """413 naming the limit that was really passed: the import's, or a form field's."""
+    return jsonify(message=too_large_message("The import", current_app.config["CHAT"].IMPORT_MAX_MB)), 413
 
 
 def _payload():
@@ -262,6 +288,11 @@ def _store_all(user_id: str, drafts: list[Draft]) -> list[dict]:
         raise
     return [{"conversation_id": record["conversation_id"], "title": record["title"],
              "message_count": len(draft.messages)} for record, draft in zip(made, drafts)]
+
+
+def _bytes(drafts: list[Draft]) -> int:
+    """What the import will add to the user's stored messages (store.storage_bytes counts the same)."""
+    return sum(len(m["content"].encode("utf-8", "surrogatepass")) for draft in drafts for m in draft.messages)
 
 
 def _append_all(store: ConversationStore, user_id: str, conversation_id: str, messages: list[dict]) -> None:

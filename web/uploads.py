@@ -2,6 +2,9 @@
 
 The file is decoded once, here, and its text saved under a random name in instance/uploads
 (never under static/, never under the user's name); the job deletes it once it is analysed.
+Before anything is saved, the upload counts as a message (the message rate) and as model work
+running at once (the per-user cap replies count against), and its bytes are held in the upload
+quotas (web/quotas.py) until its job has stored them: concurrent uploads cannot all pass.
 """
 from __future__ import annotations
 
@@ -12,12 +15,16 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.utils import secure_filename
 
 import utils
-from agents.file_jobs import UploadJob, run_upload_job, sweep_and_measure
+from agents.file_jobs import UploadJob, run_upload_job, sweep_orphans
+from . import generations, quotas
 from .context import current_user_id, get_store, owned_conversation
+from .quotas import QuotaExceeded, Release
 from .socket_events import user_room
 
 bp = Blueprint("uploads", __name__)
 MAX_NAME = 200
+BUSY = ("You already have {cap} replies or file analyses running. Wait for one to finish, then upload "
+        "again.")
 
 
 def upload_folder(config) -> Path:
@@ -49,11 +56,17 @@ def upload_file():
     if not text.strip():
         abort(400, "The file contains only whitespace.")
     store, user_id = get_store(), current_user_id()
-    _check_room(store, user_id, len(raw), config)
-    conversation_id = _conversation_for(store, user_id, name)
-    job = store.create_job(user_id, "file_analysis", conversation_id)
-    path = _save(upload_folder(config), text.encode("utf-8"))
-    _start(UploadJob(user_id, job["job_id"], conversation_id, path, name, len(raw), encoding))
+    release_quota, release_slot = _claim(store, user_id, len(raw), config)
+    try:
+        conversation_id = _conversation_for(store, user_id, name)
+        job = store.create_job(user_id, "file_analysis", conversation_id)
+        path = _save(upload_folder(config), text.encode("utf-8"))
+        _start(UploadJob(user_id, job["job_id"], conversation_id, path, name, len(raw), encoding,
+                         release_quota=release_quota, release_slot=release_slot))
+    except BaseException:  # the job never started: it cannot give the holds back itself
+        release_quota()
+        release_slot()
+        raise
     return jsonify(message="File was uploaded; its analysis has started.", job_id=job["job_id"],
                    status=job["status"], conversation_id=conversation_id, file_name=name,
                    size_bytes=len(raw), encoding=encoding, characters=len(text)), 202
@@ -73,17 +86,23 @@ def get_job(job_id: str):
     return jsonify(body)
 
 
-def _check_room(store, user_id: str, size: int, config) -> None:
-    """The user's quota and the app's total cap (stored uploads plus files waiting for their job);
-    413 with what is used, so the user knows what to delete."""
-    mb = 1024 * 1024
-    used = store.upload_bytes(user_id)
-    if used + size > config.UPLOAD_QUOTA_MB * mb:
-        abort(413, f"Your uploads use {used / mb:.1f} MB of your {config.UPLOAD_QUOTA_MB:g} MB; this file "
-                   f"needs {size / mb:.1f} MB more. Delete conversations with uploads you no longer need.")
-    waiting = sweep_and_measure(upload_folder(config))
-    if store.upload_bytes(None) + waiting + size > config.UPLOAD_TOTAL_MB * mb:
-        abort(413, "This server's upload storage is full. Ask its administrator, or try again later.")
+def _claim(store, user_id: str, size: int, config) -> tuple[Release, Release]:
+    """The message rate and the per-user cap on model work running at once (an upload's analysis
+    is model work like a reply: 429), then the upload quotas, held until the job has stored the
+    file (413). Returns the functions that give the quota hold and the work slot back."""
+    refusal = current_app.extensions["chat_message_limits"].refusal(user_id, request.remote_addr)
+    if refusal:
+        raise QuotaExceeded(refusal["message"], 429, refusal["retry_after"])
+    work_id = f"upload:{secrets.token_hex(8)}"
+    cap = config.MAX_CONCURRENT_GENERATIONS if config.RATELIMIT_ENABLED else None
+    if not generations.try_start(work_id, user_id, cap):
+        raise QuotaExceeded(BUSY.format(cap=cap), 429, 1)
+    try:
+        sweep_orphans(upload_folder(config))  # at every upload, so orphans never pile up between restarts
+        return quotas.hold_upload(store, user_id, size, config), lambda: generations.finished(work_id)
+    except BaseException:
+        generations.finished(work_id)
+        raise
 
 
 def _conversation_for(store, user_id: str, file_name: str) -> str:
