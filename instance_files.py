@@ -36,7 +36,10 @@ def private_database(path: Path | str) -> None:
     """Before connecting: the database file exists with mode 0600, and so do its -wal and -shm."""
     if str(path) == ":memory:" or str(path).startswith("file:"):
         return
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE_FILE))  # 0600 from the start, never wider
+    try:  # never open an existing database: closing any descriptor of it drops this process's SQLite locks
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, PRIVATE_FILE))  # 0600 from the start
+    except FileExistsError:
+        pass
     for suffix in ("", "-wal", "-shm", "-journal"):
         if os.path.exists(f"{path}{suffix}"):
             _chmod(Path(f"{path}{suffix}"), PRIVATE_FILE)

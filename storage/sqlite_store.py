@@ -43,12 +43,12 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
         self._local = threading.local()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_database(self.path)  # 0600 before SQLite creates it, and so its -wal and -shm
 
     # -- connection and transactions -------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            private_database(self.path)  # 0600 before SQLite creates it, and so its -wal and -shm
             db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                  check_same_thread=False)
             db.row_factory = sqlite3.Row

@@ -1,6 +1,7 @@
 """Shared fixtures: stores, app -> client -> socket client, a real Redis when needed."""
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -121,6 +122,24 @@ def page_session(base: str):
         browser.headers["X-CSRFToken"] = token[1]
     browser.first_page = page
     return browser
+
+
+@contextlib.contextmanager
+def serving(app):
+    """The app behind werkzeug's threaded server on a free loopback port, shut down afterwards:
+    real concurrent requests, in this process (so a test can look inside the app)."""
+    import threading
+
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def free_port() -> int:

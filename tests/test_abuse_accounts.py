@@ -9,31 +9,17 @@ import sys
 import textwrap
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 from flask import session
-from werkzeug.serving import make_server
+
+from conftest import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 ADMIN = {"ADMIN_USERNAME": "root", "ADMIN_PASSWORD": "admin pass phrase 9"}
-
-
-@contextmanager
-def serving(app):
-    """The app on a threaded werkzeug server on a free port of 127.0.0.1, stopped afterwards."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def in_parallel(count: int, call) -> list:

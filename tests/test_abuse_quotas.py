@@ -10,26 +10,12 @@ from contextlib import contextmanager
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from app import socketio
+from conftest import serving
 
 MB = 1024 * 1024
 PIECE = 870_000  # 0.83 MB: two fit in 2 MB, three do not
-
-
-@contextmanager
-def serving(app):
-    """The app behind werkzeug's threaded server on a free loopback port, shut down afterwards."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def browser(base: str) -> requests.Session:

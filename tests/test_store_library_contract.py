@@ -350,7 +350,7 @@ def test_init_db_creates_the_library_once(tmp_path):
     from init_db import initialize_db
     config = TestConfig(tmp_path)
     applied = initialize_db(config)
-    assert [line[:5] for line in applied] == ["0001 ", "0002 ", "0003 ", "0004 ", "0005 "]
+    assert [line[:5] for line in applied] == ["0001 ", "0002 ", "0003 ", "0004 ", "0005 ", "0006 ", "0007 "]
     assert initialize_db(config) == [] and initialize_db(config, check=True) == []
     with closing(sqlite3.connect(config.sqlite_path)) as db:
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}

@@ -42,9 +42,12 @@ class EndpointProbe:
         return time.monotonic() - self._at < self.max_age_s
 
 
-@bp.record_once
-def _setup(state) -> None:
-    state.app.extensions["chat_endpoint_probe"] = EndpointProbe(state.app.config["CHAT"].ENDPOINT_PROBE_CACHE_S)
+def _probe(config) -> EndpointProbe:
+    """This app's probe cache, made on first use (an app may register this blueprint before its config)."""
+    extensions = current_app.extensions
+    if "chat_endpoint_probe" not in extensions:
+        extensions.setdefault("chat_endpoint_probe", EndpointProbe(config.ENDPOINT_PROBE_CACHE_S))
+    return extensions["chat_endpoint_probe"]
 
 
 @bp.get("/get_config")
@@ -63,7 +66,7 @@ def health():
     config = current_app.config["CHAT"]
     store_ok = _store_ok()
     redis = _redis_status()
-    endpoint = current_app.extensions["chat_endpoint_probe"].status(config)
+    endpoint = _probe(config).status(config)
     healthy = store_ok and redis.get("ok", True)
     body = {"status": "ok" if healthy else "unavailable",
             "store": {"backend": "mongodb" if config.MONGODB_URI else "sqlite", "ok": store_ok},
