@@ -238,6 +238,9 @@ class SocketGuard:
         socket = self.server.eio.sockets.get(eio_sid)
         if socket is not None:
             socket.close(wait=False)
+            # Forgotten at once: a closed socket still listed makes Engine.IO's POST path raise
+            # KeyError (a 500); unlisted, the client's next request is a plain 400 "Invalid session".
+            self.server.eio.sockets.pop(eio_sid, None)
 
 
 def init_app(app: Flask, server: Server) -> SocketGuard:
