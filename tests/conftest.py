@@ -142,6 +142,35 @@ def serving(app):
         thread.join(timeout=10)
 
 
+EVENTLET_PRELUDE = """
+import eventlet
+eventlet.monkey_patch()
+import sys, time
+sys.path.insert(0, ".")
+from agents import offload
+offload.configure("eventlet")
+ticks = []
+def ticker():
+    while True:
+        ticks.append(time.perf_counter())
+        eventlet.sleep(0.002)
+eventlet.spawn(ticker)
+"""
+
+
+def run_under_eventlet(body: str, tmp_path, *args: str) -> None:
+    """Run `body` in a fresh interpreter on a monkey-patched eventlet hub where a ticker greenlet
+    appends to `ticks` every 2 ms (a gap in it is a stall of the hub); the body prints "ok" at the end."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+    result = subprocess.run([sys.executable, "-c", EVENTLET_PRELUDE + textwrap.dedent(body), *args],
+                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as probe:
@@ -180,3 +209,24 @@ def private_redis(tmp_path):
     if process.poll() is None:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- a real model server (llama.cpp + SmolLM2-135M, `make .venv-llm/.installed`) -----------------
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's server on a free port for the whole session, behind a recording Tap; its log
+    is in artifacts/real_llm/. Skips without .venv-llm, but CI must run these tests: it fails there."""
+    import llama_server as real
+    if not real.installed():
+        reason = "no real model server: run `make .venv-llm/.installed` (builds llama.cpp, ~10 min once)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs the real_llm tests; {reason}")
+        pytest.skip(reason)
+    log_path = real.ROOT / "artifacts" / "real_llm" / "llama_server.log"
+    server = real.LlamaServer(free_port(), log_path).start()
+    tap = real.Tap(server.port)
+    server.tap, server.tap_url = tap, tap.url
+    yield server
+    tap.close()
+    server.stop()

@@ -3,10 +3,6 @@ written back after log-out or registration, registering on the operator's key, h
 stalls the event loop. Concurrency is real: threads against a threaded werkzeug server (what
 `python app.py` runs), with and without the real Redis.
 """
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -15,7 +11,7 @@ import pytest
 import requests
 from flask import session
 
-from conftest import serving
+from conftest import run_under_eventlet, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
@@ -231,20 +227,8 @@ def test_abuse_nobody_registers_the_admins_name(make_app):
 
 # -- 11b. hashing off the event loop -------------------------------------------------------------------
 
-EVENTLET_SCRIPT = textwrap.dedent("""
-    import eventlet
-    eventlet.monkey_patch()
-    import sys, time
-    sys.path.insert(0, ".")
-    from agents import offload
+HASHING_UNDER_EVENTLET = """
     from web import passwords
-    offload.configure("eventlet")
-    ticks = []
-    def ticker():
-        while True:
-            ticks.append(time.perf_counter())
-            eventlet.sleep(0.002)
-    eventlet.spawn(ticker)
     eventlet.sleep(0.01)
     ticks.clear()
     started = time.perf_counter()
@@ -254,13 +238,12 @@ EVENTLET_SCRIPT = textwrap.dedent("""
     took = time.perf_counter() - started
     gaps = [b - a for a, b in zip([started, *ticks], ticks)]
     longest = max(gaps or [took])
-    # Three hashes: run on the hub, the longest stall would be at least a third of the time.
-    assert longest < min(0.1, took / 4), f"the hub stalled {longest:.3f} s in {took:.3f} s of hashing"
+    # Three hashes: run on the hub, the longest stall would be at least a third of the time (a busy
+    # machine stretches both, so the bound is relative).
+    assert longest < took / 6, f"the hub stalled {longest:.3f} s in {took:.3f} s of hashing"
     print("ok")
-""")
+"""
 
 
 def test_abuse_password_hashing_does_not_stall_the_eventlet_hub(tmp_path):
-    result = subprocess.run([sys.executable, "-c", EVENTLET_SCRIPT], cwd=ROOT, capture_output=True, text=True,
-                            timeout=60, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+    run_under_eventlet(HASHING_UNDER_EVENTLET, tmp_path)

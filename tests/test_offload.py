@@ -1,8 +1,5 @@
 """The async-mode adapter, in threading mode here and under a real eventlet hub in a subprocess."""
 import os
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -10,6 +7,7 @@ import pytest
 
 from agents import offload
 from agents.file_jobs import sweep_orphans
+from conftest import run_under_eventlet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,20 +42,8 @@ def test_threading_mode_calls_directly():
         offload.configure("asyncio")
 
 
-EVENTLET_SCRIPT = textwrap.dedent("""
-    import eventlet
-    eventlet.monkey_patch()
-    import sys, time
-    sys.path.insert(0, ".")
-    from agents import offload
+OFFLOAD_UNDER_EVENTLET = """
     from storage.sqlite_store import SqliteStore
-    offload.configure("eventlet")
-    ticks = []
-    def ticker():
-        while True:
-            ticks.append(time.perf_counter())
-            eventlet.sleep(0.002)
-    eventlet.spawn(ticker)
     started = time.perf_counter()
     assert offload.bounded_map(lambda n: eventlet.sleep(0.1) or n, range(8), 4) == list(range(8))
     assert 0.15 < time.perf_counter() - started < 0.35, "four at a time: two rounds of 0.1 s"
@@ -74,14 +60,11 @@ EVENTLET_SCRIPT = textwrap.dedent("""
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert len(ticks) > 20 and max(gaps) < 0.03, (len(ticks), max(gaps or [0]))
     print("ok")
-""")
+"""
 
 
 def test_under_eventlet_the_hub_keeps_running(tmp_path):
-    result = subprocess.run([sys.executable, "-c", EVENTLET_SCRIPT, str(tmp_path / "e.sqlite3")], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60,
-                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+    run_under_eventlet(OFFLOAD_UNDER_EVENTLET, tmp_path, str(tmp_path / "e.sqlite3"))
 
 
 def test_sweep_removes_only_old_saved_uploads(tmp_path):
