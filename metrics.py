@@ -25,7 +25,7 @@ RATE_LIMITED = Counter("chat_rate_limited_total", "Requests and events refused b
 # address_cap, instance_cap, cooling_down, flooding. Dropped events: RATE_LIMITED{scope="socket_events"}.
 SOCKETS_REFUSED = Counter("chat_socket_refused_total", "Socket connections refused or closed by the guard", ["reason"])
 
-ERROR_KINDS = ("llm_unavailable", "llm_bad_request", "llm_stream", "context_length", "internal")
+ERROR_KINDS = ("llm_unavailable", "llm_bad_request", "llm_stream", "llm_empty", "context_length", "internal")
 
 
 def error(kind: str) -> None:
@@ -35,7 +35,8 @@ def error(kind: str) -> None:
 def llm_error_kind(error: Exception) -> str:
     """The error kind of a model-endpoint failure, by its class name (no import of the client)."""
     return {"LLMUnavailable": "llm_unavailable", "LLMBadRequest": "llm_bad_request", "LLMStreamError": "llm_stream",
-            "ContextLengthExceeded": "context_length"}.get(type(error).__name__, "internal")
+            "ContextLengthExceeded": "context_length",
+            "EmptyStream": "llm_empty"}.get(type(error).__name__, "internal")
 
 
 def reply_stored(agent: str, finish_reason: str, prompt_tokens: int, completion_tokens: int) -> None:

@@ -9,11 +9,15 @@ import logging
 import metrics
 import threads
 import utils
-from agents.llm_client import ContextLengthExceeded, LLMError, LLMStreamError
+from agents.llm_client import ContextLengthExceeded, EmptyStream, LLMError
 from agents.summariser import summariser
 from agents.turn_types import Reply, Turn
 
 log = logging.getLogger("chat.agent.chat")
+TOO_LONG = "The model rejected the conversation as too long even after compacting it."
+RETURNED_NOTHING = ("The model returned nothing: the conversation may be too long for it, even after compacting. "
+                    "Start a new conversation, pick a model with a larger context window, or set this model's "
+                    "window in MODEL_CONTEXT_WINDOWS.")
 
 
 def answer(turn: Turn, agent: str = "chat", extra_system: str = "") -> Reply | None:
@@ -58,21 +62,25 @@ def _plan(turn: Turn, model: str, extra_system: str, tighter: bool) -> utils.Con
 
 
 def _stream_with_retry(turn: Turn, client, extra_system: str, plan):
-    """Stream once; on a context-length error before any text, re-plan tighter and try once more."""
+    """Stream once; on a context-length error or an empty stream (llama.cpp's way of saying the
+    prompt is too long) before any text, re-plan tighter and try once more."""
     reply_tokens = turn.deps.config.REPLY_TOKENS
     try:
         return _stream(client, plan, reply_tokens, turn)
-    except ContextLengthExceeded:
-        log.warning("Context length exceeded for model %s; retrying with a tighter context", client.model)
+    except (ContextLengthExceeded, EmptyStream) as error:
+        log.warning("%s from model %s; retrying with a tighter context", type(error).__name__, client.model)
     try:
         tighter = _plan(turn, client.model, extra_system, tighter=True)
         return _stream(client, tighter, reply_tokens, turn)
-    except (ContextLengthExceeded, utils.MessageTooLarge):
-        turn.emitter.error("The model rejected the conversation as too long even after compacting it.")
+    except (ContextLengthExceeded, utils.MessageTooLarge, EmptyStream) as error:
+        metrics.error("llm_empty" if isinstance(error, EmptyStream) else "context_length")
+        turn.emitter.error(RETURNED_NOTHING if isinstance(error, EmptyStream) else TOO_LONG)
         return "", "error", None
 
 
 def _stream(client, plan, reply_tokens: int, turn: Turn) -> tuple[str, str, dict | None]:
+    """Forward the reply to the page as it streams; a failure before any text that a tighter context
+    may cure (too long, an empty stream) is raised for _stream_with_retry, any other is reported."""
     parts, finish, usage = [], "stop", None
     emitter = turn.emitter
     emitter.status("waiting", "Waiting for the model…")
@@ -88,16 +96,15 @@ def _stream(client, plan, reply_tokens: int, turn: Turn) -> tuple[str, str, dict
                 usage = event.usage
             elif event.kind == "finish" and event.finish_reason:
                 finish = event.finish_reason
-    except ContextLengthExceeded:
-        if parts:
-            raise LLMStreamError("The model stopped: the conversation is too long.", partial="".join(parts))
-        raise
     except LLMError as error:
+        text = "".join(parts) or error.partial
         if turn.stopped():  # Stop was pressed while the endpoint was silent: that, not the timeout, ended it
-            return "".join(parts) or error.partial, "stopped", usage
+            return text, "stopped", usage
+        if isinstance(error, (ContextLengthExceeded, EmptyStream)) and not text:
+            raise
         metrics.error(metrics.llm_error_kind(error))
         emitter.error(error.message)
-        return "".join(parts) or getattr(error, "partial", "") or "", "error", usage
+        return text, "error", usage
     finally:
-        stream.close()
+        stream.close()  # closes the upstream connection: the server stops generating
     return "".join(parts), finish if finish in ("stop", "length", "content_filter") else "stop", usage

@@ -2,9 +2,11 @@
 
 The endpoint is untrusted and unreliable (DESIGN decision 8): requests are retried with
 exponential backoff only while nothing of the reply has arrived; after that a failure raises
-LLMStreamError carrying the text received so far. Closing the generator closes the HTTP
-response, so a stop button cancels the upstream read. The sleep function is injectable so the
-app can pass `socketio.sleep` and tests need not wait.
+LLMStreamError carrying the text received so far. A stream that ends with no text and no finish
+reason raises EmptyStream, not retried here (llama.cpp sends that for a prompt over its window:
+the chat agent re-plans tighter). Closing the generator closes the HTTP response and its socket,
+so a stop button cancels the upstream read and the server stops generating. The sleep function
+is injectable so the app can pass `socketio.sleep` and tests need not wait.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import requests
 import requests.adapters
 import urllib3
 
-from agents.llm_errors import (ContextLengthExceeded, LLMBadRequest, LLMError, LLMStreamError,
+from agents.llm_errors import (ContextLengthExceeded, EmptyStream, LLMBadRequest, LLMError, LLMStreamError,
                                LLMUnavailable, error_for_status, redact)
 from agents.llm_http import COMPAT_FIXES, endpoint_for, request_headers, retry_after_seconds
 from agents.paced_read import paced_body
@@ -26,8 +28,8 @@ from agents.sse import StreamEvent, StreamStats, parse_completion, parse_sse, sp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LLMClient", "Completion", "StreamEvent", "collect",
-           "LLMError", "LLMUnavailable", "ContextLengthExceeded", "LLMBadRequest", "LLMStreamError"]
+__all__ = ["LLMClient", "Completion", "StreamEvent", "collect", "LLMError", "LLMUnavailable",
+           "ContextLengthExceeded", "LLMBadRequest", "LLMStreamError", "EmptyStream"]
 
 ERROR_BODY_LIMIT = 64 * 1024
 CONNECTIONS_PER_HOST = 64

@@ -55,6 +55,19 @@ class LLMStreamError(LLMError):
     """The reply broke after it started: an error event mid-stream, a cut connection, or garbage."""
 
 
+class EmptyStream(LLMError):
+    """The stream ended with no text and no finish reason: a failure, never an empty reply
+    (llama.cpp's server answers an over-window streaming request so, with HTTP 200)."""
+
+    def __init__(self, message: str = "The model endpoint ended the stream without sending a reply.") -> None:
+        super().__init__(message)
+
+
+def is_error_object(chunk: dict) -> bool:
+    """An error where a chunk should be: `{"error": ...}`, or old vLLM's flat `{"object": "error", ...}`."""
+    return bool(chunk.get("error")) or chunk.get("object") == "error"
+
+
 def redact(text: str, secret: str | None) -> str:
     """The text with the secret blanked out (servers sometimes quote the key they were sent), and
     also a start of it left at the very end, where an earlier cut may have split it."""
@@ -82,7 +95,7 @@ def error_detail(payload, secret: str | None = None) -> tuple[str, str, dict]:
             payload = json.loads(payload)
         except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
             return shorten(redact(payload.strip(), secret)), "", {}
-    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    error = (payload.get("error") or payload) if isinstance(payload, dict) else payload  # flat: old vLLM
     if not isinstance(error, dict):
         return shorten(redact(str(error), secret)), "", {}
     message = error.get("message") or error.get("detail") or error.get("msg") or json.dumps(error)

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import pybreaker
 
 import metrics
-from agents.llm_client import (ContextLengthExceeded, LLMBadRequest, LLMClient, LLMError,
+from agents.llm_client import (ContextLengthExceeded, EmptyStream, LLMBadRequest, LLMClient, LLMError,
                                LLMUnavailable, collect)
 from agents.sse import StreamEvent
 
@@ -37,8 +37,9 @@ class Endpoint:
 
 
 def _not_the_endpoints_fault(error: BaseException) -> bool:
-    """Errors that say nothing about the endpoint's health (pybreaker's `exclude`)."""
-    if isinstance(error, ContextLengthExceeded):
+    """Errors that say nothing about the endpoint's health (pybreaker's `exclude`); an empty
+    stream is how llama.cpp says the prompt is too long, so it counts as that."""
+    if isinstance(error, (ContextLengthExceeded, EmptyStream)):
         return True
     return isinstance(error, LLMBadRequest) and error.status not in ENDPOINT_STATUSES
 

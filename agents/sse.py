@@ -2,7 +2,9 @@
 
 Pure (bytes or lines in, events out) so each server's quirks are tested as plain data: comments
 and keep-alives, CRLF, `data:` with or without a space, multi-line data, `[DONE]` or not, chunks
-without choices (usage, Azure's prompt filter), reasoning deltas and llama.cpp's `error:` lines.
+without choices (usage, Azure's prompt filter), reasoning deltas, llama.cpp's `error:` lines and
+old vLLM's flat `{"object": "error"}` chunks. A stream with no text and no finish reason raises
+EmptyStream: llama.cpp's server answers an over-window request with HTTP 200 and nothing else.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Literal
 
-from agents.llm_errors import LLMStreamError, stream_error
+from agents.llm_errors import EmptyStream, LLMStreamError, is_error_object, stream_error
 
 EventKind = Literal["content", "reasoning", "usage", "finish"]
 REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -30,11 +32,13 @@ class StreamEvent:
 
 @dataclass
 class StreamStats:
-    """What one parse saw, for logs and tests: JSON chunks, skipped unreadable events, [DONE]."""
+    """What one parse saw, for logs and tests: JSON chunks, skipped unreadable events, [DONE],
+    and whether any text or finish reason came (without either the stream was empty)."""
 
     chunks: int = 0
     skipped: int = 0
     done: bool = False
+    replied: bool = False
 
 
 def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -91,7 +95,7 @@ def parse_sse(lines: Iterable[str | bytes], stats: StreamStats | None = None) ->
             continue
         for chunk in chunks:
             stats.chunks += 1
-            yield from parse_chunk(chunk)
+            yield from _noting_reply(parse_chunk(chunk), stats)
     _check_end(stats)
 
 
@@ -100,12 +104,14 @@ def parse_completion(body: str) -> Iterator[StreamEvent]:
     payload = _loads(body)
     if not isinstance(payload, dict):
         raise LLMStreamError("The model endpoint answered with something that is not an OpenAI-compatible reply.")
-    yield from parse_chunk(payload)
+    stats = StreamStats(chunks=1, done=True)
+    yield from _noting_reply(parse_chunk(payload), stats)
+    _check_end(stats)
 
 
 def parse_chunk(chunk: dict) -> Iterator[StreamEvent]:
     """The events in one chat.completion.chunk, or in a whole (non-streamed) chat.completion."""
-    if chunk.get("error"):
+    if is_error_object(chunk):
         raise stream_error(chunk)
     for choice in _first_choice(chunk.get("choices")):
         delta = choice.get("delta") or choice.get("message")
@@ -152,12 +158,18 @@ def _loads(text: str):
         return None
 
 
+def _noting_reply(events: Iterator[StreamEvent], stats: StreamStats) -> Iterator[StreamEvent]:
+    """The events, noting in `stats` when one is reply text or a finish reason."""
+    for event in events:
+        stats.replied = stats.replied or event.kind in ("content", "finish")
+        yield event
+
+
 def _check_end(stats: StreamStats) -> None:
-    """A stream that carried no readable chunk is an error, not an empty reply."""
-    if stats.chunks:
+    """A stream with no text and no finish reason is an error, never an empty reply."""
+    if stats.replied:
         return
-    if stats.skipped:
+    if stats.skipped and not stats.chunks:
         raise LLMStreamError(f"The model endpoint sent {stats.skipped} unreadable events and no reply; "
                              "it does not look like an OpenAI-compatible stream.")
-    if not stats.done:
-        raise LLMStreamError("The model endpoint ended the stream without sending a reply.")
+    raise EmptyStream()

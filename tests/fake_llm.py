@@ -7,6 +7,10 @@
 Settings are plain attributes, changeable between requests. Every request is recorded
 (`fake.requests`) with its parsed JSON body and lower-cased headers. A client that goes away
 mid-stream is counted in `fake.disconnects` and sets `fake.client_gone`.
+
+`n_ctx` makes it behave like llama-cpp-python's server with that context window (prompt tokens
+counted roughly, as words): a prompt that does not fit gets a 400 when not streaming but HTTP 200
+and an empty body when streaming; a reply is cut ("length") where prompt + reply would pass n_ctx.
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fake_llm_server import FakeHandler, FakeServer
+from fake_llm_server import FakeHandler, FakeServer, prompt_tokens
 
+VLLM_ERROR_TYPE = "InternalServerError"
 CONTEXT_MESSAGE = ("This model's maximum context length is {limit} tokens. However, your messages resulted in "
                    "{asked} tokens. Please reduce the length of the messages.")
 
@@ -80,6 +85,19 @@ class Fault:
         """An `{"error": {...}}` event after `after` tokens, then the end of the stream."""
         return cls("error_chunk", after=after, body={"error": {"message": message, "type": "server_error"}})
 
+    @classmethod
+    def empty_stream(cls, done: bool = False) -> "Fault":
+        """HTTP 200 with SSE headers and no event (or only `data: [DONE]`), then a clean end: what
+        llama-cpp-python's server sends for a streaming request over its context window."""
+        return cls("empty", lines=("data: [DONE]",) if done else ())
+
+    @classmethod
+    def vllm_flat_error(cls, message: str = "CUDA out of memory", after: int = 1) -> "Fault":
+        """vLLM before 0.10.1 mid-stream: a flat `{"object": "error", ...}` event (no `error` key)
+        after `after` tokens, then `data: [DONE]` and a clean end."""
+        body = {"object": "error", "message": message, "type": VLLM_ERROR_TYPE, "param": None, "code": 500}
+        return cls("flat_error", after=after, body=body)
+
 
 @dataclass
 class Recorded:
@@ -111,6 +129,7 @@ class FakeLLM:
         self.model = "fake-model"
         self.models: list[str] = []             # what GET /v1/models lists besides `model`
         self.responder = None                   # body -> reply text, instead of `reply` (per-request replies)
+        self.n_ctx: int | None = None           # llama.cpp's context window (see the module's docstring)
         for name, value in settings.items():
             if not hasattr(self, name):
                 raise TypeError(f"FakeLLM has no setting {name!r}")
@@ -172,9 +191,15 @@ class FakeLLM:
         if self.responder is not None and body is not None:
             text = self.responder(body)
         pieces = re.findall(r"\s*\S+", text)
+        if self.n_ctx and body is not None:  # llama.cpp shortens max_tokens to what the window has left
+            max_tokens = min(max_tokens or self.n_ctx, max(self.n_ctx - prompt_tokens(body), 0))
         if max_tokens and len(pieces) > max_tokens:
             return pieces[:max_tokens], "length"
         return pieces, self.finish_reason
+
+    def over_window(self, body: dict) -> bool:
+        """True when the prompt alone fills the window (llama-cpp-python: prompt tokens >= n_ctx)."""
+        return bool(self.n_ctx) and prompt_tokens(body) >= self.n_ctx
 
     def record(self, method: str, path: str, headers: dict, body: dict | None) -> None:
         """Called by the handler for every request."""

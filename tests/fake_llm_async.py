@@ -5,7 +5,7 @@ thread-per-connection server would spend the machine's cores on thread switches.
     python tests/fake_llm_async.py '{"tokens": 200, "token_delay": 0.02}'   # prints its port
 
 Serves until its standard input closes. Supports GET .../models and POST .../chat/completions
-(streaming and not); no fault injection (that is the threaded server's job).
+(streaming and not); no fault injection and no `n_ctx` (that is the threaded server's job).
 """
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ HEADERS = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control
 
 class AsyncFake:
     def __init__(self, fake: FakeLLM) -> None:
+        if fake.n_ctx:  # replies are rendered once per request shape, not per prompt
+            raise ValueError("n_ctx is only supported by the threaded fake (tests/fake_llm.py)")
         self.fake = fake
         self._rendered: dict[tuple, list[tuple[bytes, bool]]] = {}
 

@@ -86,6 +86,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         fault = self.fake.take_fault()
         if fault and self._early_fault(fault):
             return
+        if self.fake.over_window(body):
+            return self._over_window(body)
         if body.get("stream") and not self.fake.ignore_stream:
             return self._stream(body, fault)
         pieces, finish = self.fake.pieces(_max_tokens(body), body)
@@ -109,6 +111,17 @@ class FakeHandler(BaseHTTPRequestHandler):
         else:
             return False
         return True
+
+    def _over_window(self, body: dict) -> None:
+        """llama-cpp-python's answers to a prompt that does not fit: 400 unstreamed, 200 and nothing streamed."""
+        if body.get("stream") and not self.fake.ignore_stream:
+            return self._stream(body, _EMPTY)
+        asked, limit = prompt_tokens(body), self.fake.n_ctx
+        message = (f"This model's maximum context length is {limit} tokens. However, you requested "
+                   f"{asked + (_max_tokens(body) or 0)} tokens ({asked} in the messages, {_max_tokens(body)} in "
+                   "the completion). Please reduce the length of the messages or completion.")
+        self._json(400, {"error": {"message": message, "type": "invalid_request_error", "param": "messages",
+                                   "code": "context_length_exceeded"}})
 
     def _json(self, status: int, payload: dict, headers: dict | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json", headers)
@@ -139,8 +152,8 @@ class FakeHandler(BaseHTTPRequestHandler):
     def _send_events(self, body: dict, fault) -> bool:
         """Write the stream; False when a fault cut it short (no terminating chunk then)."""
         fake, sent = self.fake, 0
-        if fault and fault.kind == "garbage_only":
-            return self._write_all([f"data: {line}" for line in fault.lines])
+        if fault and fault.kind in ("garbage_only", "empty"):
+            return self._write_all([line if fault.kind == "empty" else f"data: {line}" for line in fault.lines])
         if fake.keepalive:
             self._write_all([": OPENROUTER PROCESSING"])
         fake.stopping.wait(fake.first_token_delay)
@@ -157,7 +170,10 @@ class FakeHandler(BaseHTTPRequestHandler):
         return True
 
     def _cut(self, fault) -> bool:
-        """End the stream early, as the fault says: an error event, a stall, or just a dropped connection."""
+        """End the stream early, as the fault says: an error event, a stall, or just a dropped connection;
+        True when it ends cleanly (vLLM's flat error is followed by [DONE] and the last chunk)."""
+        if fault.kind == "flat_error":
+            return self._write_all([f"data: {json.dumps(fault.body)}", "data: [DONE]"])
         if fault.kind == "error_chunk":
             self._write_all([f"data: {json.dumps(fault.body)}"])
         elif fault.kind == "hang":
@@ -166,11 +182,27 @@ class FakeHandler(BaseHTTPRequestHandler):
         return False
 
     def _write_all(self, events: list[str]) -> bool:
+        if not events:
+            return True
         newline = "\r\n" if self.fake.crlf else "\n"
         data = "".join(event + newline * 2 for event in events).encode()
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if self.fake.chunked else data)
         self.wfile.flush()
         return True
+
+
+class _Empty:
+    """The fault-like marker for an over-window streaming request: no events, a clean end."""
+
+    kind, lines, after = "empty", (), None
+
+
+_EMPTY = _Empty()
+
+
+def prompt_tokens(body: dict) -> int:
+    """The prompt's size as a real server would report it, counted as words: good enough for a fake."""
+    return sum(len(str(message.get("content", "")).split()) + 4 for message in body.get("messages", []))
 
 
 def _max_tokens(body: dict) -> int | None:
@@ -211,7 +243,7 @@ def _envelope(fake) -> dict:
 
 def _usage(body: dict, completion_tokens: int) -> dict:
     """Counts a real server would report; prompt tokens as words, good enough for a fake."""
-    prompt = sum(len(str(message.get("content", "")).split()) + 4 for message in body.get("messages", []))
+    prompt = prompt_tokens(body)
     return {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
             "total_tokens": prompt + completion_tokens}
 

@@ -113,6 +113,10 @@ ENDPOINT_CASES = {
     "garbage-line-mid-stream": EndpointCase((Fault.garbage(after=2),), "stop", None, 7, 1),
     "html-page": EndpointCase((Fault.html(),), "error", "web page", 0, 1),
     "error-chunk-mid-stream": EndpointCase((Fault.error_chunk(after=3),), "error", "error mid-reply", 3, 1),
+    "vllm-flat-error-mid-stream": EndpointCase((Fault.vllm_flat_error(after=3),), "error", "error mid-reply", 3, 1),
+    "empty-stream-then-success": EndpointCase((Fault.empty_stream(),), "stop", None, 7, 2),  # re-planned tighter
+    "empty-stream-persisting": EndpointCase((Fault.empty_stream(), Fault.empty_stream(done=True)), "error",
+                                            "returned nothing", 0, 2),
 }
 
 
@@ -180,6 +184,39 @@ def test_faults_stop_while_endpoint_is_silent_keeps_partial_as_stopped(tab, fake
     assert shown.startswith(REPLY[0]) and "".join(REPLY[:3]).startswith(shown)
     record_case(tab.stored(ack["conversation_id"]), ["Tell me something slowly"],
                 {ack["reply_id"]: shown}, len(tab.errors_500))
+
+
+def test_faults_stop_closes_the_upstream_connection_at_once(tab, fake_llm):
+    """Stop ends generation on the server too: the endpoint sees the client leave right after it."""
+    fake_llm.tokens, fake_llm.token_delay = 400, 0.01
+    ack = tab.send("Count to four hundred")
+    events = wait_for(tab.sock, "response_chunk", 10)
+    stop = tab.sock.emit("stop_generation", {"conversation_id": ack["conversation_id"]}, callback=True)
+    stopped_at = time.monotonic()
+    events += wait_for(tab.sock, "response_done", 10)
+    assert stop["stopping"] is True and fake_llm.client_gone.wait(2) and fake_llm.disconnects == 1
+    assert time.monotonic() - stopped_at < 2.5  # well before the 4 s the whole reply takes
+    shown = "".join(c["chunk"] for c in payloads(events, "response_chunk"))
+    reply = tab.stored(ack["conversation_id"])[-1]
+    assert (reply["content"], reply["finish_reason"]) == (shown, "stopped") and len(shown.split()) < 400
+    record_case(tab.stored(ack["conversation_id"]), ["Count to four hundred"], {ack["reply_id"]: shown},
+                len(tab.errors_500))
+
+
+def test_faults_over_a_llama_cpp_window_is_a_clear_error_then_regenerate_works(tab, fake_llm):
+    """llama.cpp answers a streamed prompt longer than its window with HTTP 200 and nothing else."""
+    fake_llm.n_ctx = 20
+    text = "Summarise this for me: " + "words " * 40
+    ack = tab.send(text)
+    events = wait_for(tab.sock, "response_done", 20)
+    errors = payloads(events, "error")
+    assert [e["message_id"] for e in errors] == [ack["reply_id"]] and "returned nothing" in errors[0]["message"]
+    assert payloads(events, "response_done")[0]["finish_reason"] == "error" and chat_posts(fake_llm) == 2
+    reply = tab.stored(ack["conversation_id"])[-1]
+    assert (reply["message_id"], reply["content"], reply["finish_reason"]) == (ack["reply_id"], "", "error")
+    fake_llm.n_ctx = None  # a bigger window (or a shorter message): Regenerate answers
+    replies = {ack["reply_id"]: "", **retry(tab, ack, text)}
+    record_case(tab.stored(ack["conversation_id"]), [text], replies, len(tab.errors_500))
 
 
 # -- a busy SQLite file ------------------------------------------------------------------------

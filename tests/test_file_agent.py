@@ -109,6 +109,20 @@ def test_a_part_that_keeps_failing_is_reported_not_fatal(tmp_path, store, fake_l
     assert len(analysis.errors) == 1 and f"1 of {len(chunks)} parts could not be analysed" in analysis.text
 
 
+def test_a_part_answered_with_an_empty_stream_is_reported_not_retried_nor_cached(tmp_path, store, fake_llm):
+    fake_llm.responder = responder
+    analyser, config = _analyser(tmp_path, store, fake_llm, FILE_WORKERS=1)
+    chunks = [c.text for c in split(_text(6), config)]
+    fake_llm.fail_next(Fault.empty_stream(done=True))  # the first part's call
+    analysis = analyser.run(chunks)
+    assert analysis.errors == ["The model endpoint ended the stream without sending a reply."]
+    assert f"1 of {len(chunks)} parts could not be analysed" in analysis.text
+    assert len(fake_llm.requests) == len(chunks) + 1  # each part once, then the combining call
+    fake_llm.requests.clear()
+    again, _ = _analyser(tmp_path, store, fake_llm, FILE_WORKERS=1)
+    assert again.run(chunks).errors == [] and len(fake_llm.requests) == 2  # only that part, then combining
+
+
 def test_reduce_recurses_when_notes_do_not_fit_one_call(tmp_path, store, fake_llm):
     fake_llm.responder = lambda body: ("notes " * 90) if PART.search(body["messages"][0]["content"]) else "short"
     analyser, config = _analyser(tmp_path, store, fake_llm, MODEL_CONTEXT_WINDOWS={"fake-model": 1200},

@@ -9,6 +9,7 @@ import pytest
 
 from agents.llm_client import (Completion, ContextLengthExceeded, LLMBadRequest, LLMClient, LLMStreamError,
                                LLMUnavailable, StreamEvent)
+from agents.llm_errors import EmptyStream
 from conftest import free_port
 from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
 
@@ -129,6 +130,20 @@ def test_llm_client_closing_the_stream_closes_the_connection(fake_llm, client):
     assert fake_llm.disconnects == 1
 
 
+def test_llm_client_closing_a_paced_stream_closes_the_socket_not_back_to_the_pool(fake_llm, make_client):
+    """Paced reads go around http.client (agents/paced_read.py): closing must still close the socket,
+    so the server stops generating, and the next request must get a fresh connection."""
+    fake_llm.tokens, fake_llm.token_delay = 400, 0.01
+    client = make_client(read_interval=0.05)
+    events = client.stream_chat(MESSAGES, 500)
+    assert [next(events).text, next(events).text] == ["word0", " word1"]
+    events.close()
+    assert fake_llm.client_gone.wait(2) and fake_llm.disconnects == 1
+    fake_llm.tokens, fake_llm.token_delay = 3, 0
+    assert client.complete(MESSAGES, 50).text == "word0 word1 word2"
+    assert fake_llm.disconnects == 1
+
+
 # -- retries --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fault", [Fault.http(429), Fault.http(500), Fault.http(502), Fault.http(503),
@@ -210,6 +225,41 @@ def test_llm_client_raises_an_error_sent_mid_stream(fake_llm, client):
     with pytest.raises(LLMStreamError, match="upstream provider is overloaded") as raised:
         client.complete(MESSAGES, 50)
     assert raised.value.partial == "Hello!"
+
+
+@pytest.mark.parametrize("fault", [Fault.empty_stream(), Fault.empty_stream(done=True)], ids=["no-events", "done-only"])
+@pytest.mark.parametrize("read_interval", [0, 0.05])
+def test_llm_client_empty_stream_is_an_error_not_an_empty_reply(fake_llm, make_client, sleeps, fault, read_interval):
+    fake_llm.fail_next(fault)
+    with pytest.raises(EmptyStream, match="without sending a reply") as raised:
+        make_client(read_interval=read_interval).complete(MESSAGES, 50)
+    assert (raised.value.partial, len(fake_llm.requests), sleeps) == ("", 1, [])  # the same request would fail the same
+
+
+def test_llm_client_over_a_llama_cpp_window_is_an_empty_stream(fake_llm, client, sleeps):
+    fake_llm.n_ctx = 8  # "Hello there" is 2 words + 4 of chat format: 6 tokens, leaving 2 for the reply
+    assert client.complete(MESSAGES, 50) == Completion("Hello! How", "length",
+                                                       {"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8})
+    fake_llm.n_ctx = 6
+    with pytest.raises(EmptyStream):
+        client.complete(MESSAGES, 50)
+    assert (len(fake_llm.requests), sleeps) == (2, [])
+
+
+def test_llm_client_over_a_llama_cpp_window_unstreamed_is_a_context_error(fake_llm, client):
+    fake_llm.n_ctx, fake_llm.ignore_stream = 6, True
+    with pytest.raises(ContextLengthExceeded, match="maximum context length is 6 tokens") as raised:
+        client.complete(MESSAGES, 50)
+    assert (raised.value.limit, raised.value.status) == (6, 400)
+
+
+@pytest.mark.parametrize("after", [0, 3])
+def test_llm_client_old_vllm_flat_error_mid_stream_is_an_error(fake_llm, client, sleeps, after):
+    fake_llm.fail_next(Fault.vllm_flat_error(f"engine died, key {KEY}", after=after))
+    with pytest.raises(LLMStreamError, match="error mid-reply: engine died") as raised:
+        client.complete(MESSAGES, 50)
+    assert raised.value.partial == "".join(["Hello!", " How", " can"][:after])
+    assert KEY not in str(raised.value) and "key ***" in raised.value.message and sleeps == []
 
 
 def test_llm_client_skips_garbage_between_chunks(fake_llm, client, caplog):

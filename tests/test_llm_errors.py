@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from agents.llm_errors import (DETAIL_LIMIT, ContextLengthExceeded, LLMBadRequest, LLMStreamError, LLMUnavailable,
-                               error_for_status, redact, stream_error)
+from agents.llm_errors import (DETAIL_LIMIT, ContextLengthExceeded, EmptyStream, LLMBadRequest, LLMError,
+                               LLMStreamError, LLMUnavailable, error_for_status, is_error_object, redact,
+                               stream_error)
 
 KEY = "sk-live-0123456789abcdef"
 
@@ -127,3 +128,30 @@ def test_error_for_status_keeps_messages_short():
 ])
 def test_stream_error_classifies_errors_inside_a_stream(payload, kind):
     assert type(stream_error(payload)) is kind
+
+
+VLLM_FLAT = {"object": "error", "message": f"engine died ({KEY})", "type": "InternalServerError", "param": None,
+             "code": 500}
+
+
+@pytest.mark.parametrize("chunk, expected", [
+    (VLLM_FLAT, True),                                   # vLLM before 0.10.1, mid-stream
+    ({"error": VLLM_FLAT}, True),                        # vLLM since
+    ({"error": {"message": "Overloaded"}}, True),
+    ({"object": "chat.completion.chunk", "choices": []}, False),
+    ({"error": None, "choices": []}, False),
+])
+def test_is_error_object_knows_both_error_shapes(chunk, expected):
+    assert is_error_object(chunk) is expected
+
+
+def test_stream_error_reads_old_vllms_flat_error_and_redacts_the_key():
+    error = stream_error(VLLM_FLAT, secret=KEY)
+    assert type(error) is LLMStreamError and error.message == "The model endpoint reported an error mid-reply: " \
+        "engine died (***)"
+
+
+def test_empty_stream_is_an_llm_error_with_a_message_for_the_user():
+    error = EmptyStream()
+    assert isinstance(error, LLMError) and not isinstance(error, LLMStreamError)
+    assert error.message == str(error) == "The model endpoint ended the stream without sending a reply."

@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from agents.llm_client import ContextLengthExceeded, LLMStreamError, LLMUnavailable
+from agents.llm_errors import EmptyStream
 from agents.providers import ALL_DOWN, Providers
 from config import TestConfig
 from fake_llm import FakeLLM, Fault
@@ -97,6 +98,16 @@ def test_context_length_is_not_the_endpoints_fault(tmp_path, fake_llm, backup):
     for _ in range(3):
         fake_llm.fail_next(Fault.context_length())
         with pytest.raises(ContextLengthExceeded):
+            _ask(providers)
+    assert backup.requests == [] and providers.status()["in_use"] == "primary"
+
+
+def test_an_empty_stream_is_not_the_endpoints_fault(tmp_path, fake_llm, backup):
+    """llama.cpp's answer to an over-window prompt: the turn re-plans tighter, the breaker stays closed."""
+    providers = _providers(tmp_path, fake_llm.url, backup.url)
+    for _ in range(3):
+        fake_llm.fail_next(Fault.empty_stream())
+        with pytest.raises(EmptyStream):
             _ask(providers)
     assert backup.requests == [] and providers.status()["in_use"] == "primary"
 

@@ -97,3 +97,16 @@ def test_model_classifier_asks_for_one_word_through_the_endpoint(tmp_path, fake_
     assert decision.agent == "knowledge" and decision.rule == "classifier"
     body = fake_llm.requests[-1].body
     assert body["max_tokens"] == 3 and body["messages"][-1]["content"] == "Anything on refunds?"
+
+
+def test_model_classifier_empty_stream_falls_back_to_the_rules(tmp_path, fake_llm):
+    from agents.providers import Providers
+    from agents.router import model_classifier
+    from config import TestConfig
+    from fake_llm import Fault
+    fake_llm.fail_next(Fault.empty_stream(done=True))
+    client = Providers(TestConfig(tmp_path, OPENAI_BASE_URL=fake_llm.url),
+                       client_options={"max_retries": 0}).client("router")
+    decision = route("Anything on refunds?", document_names=["a.txt"], classify=model_classifier(client))
+    client.close()
+    assert (decision.agent, decision.rule, len(fake_llm.requests)) == ("chat", "default", 1)

@@ -1,9 +1,10 @@
 """The SSE parser against the streams real servers send, as plain data (no HTTP)."""
+import itertools
 import json
 
 import pytest
 
-from agents.llm_errors import ContextLengthExceeded, LLMStreamError
+from agents.llm_errors import ContextLengthExceeded, EmptyStream, LLMStreamError
 from agents.sse import StreamEvent, StreamStats, iter_events, parse_completion, parse_sse, split_lines
 
 
@@ -132,7 +133,7 @@ def test_parse_sse_yields_no_finish_for_null():
     ({"reasoning_content": "think", "content": "say"}, {"reasoning": "think", "content": "say"}),
 ])
 def test_parse_sse_keeps_reasoning_apart_from_content(delta, expected):
-    got = collect(stream(chunk(delta)))
+    got = collect(stream(chunk(delta), chunk({}, "length")))
     assert {"reasoning": got["reasoning"], "content": got["content"]} == expected
 
 
@@ -175,20 +176,56 @@ def test_parse_sse_skips_and_counts_lines_that_are_not_json():
     assert (stats.chunks, stats.skipped) == (2, 3)
 
 
-@pytest.mark.parametrize("lines, message", [
-    (stream("data: <html>", "data: Bad gateway", "data: [DONE]"), "2 unreadable events"),
-    (stream("data: nope"), "1 unreadable events"),
-    (stream(": keep-alive"), "without sending a reply"),
-    ([], "without sending a reply"),
-    (["<html><body>Bad gateway</body></html>"], "without sending a reply"),
+@pytest.mark.parametrize("lines, error, message", [
+    (stream("data: <html>", "data: Bad gateway", "data: [DONE]"), LLMStreamError, "2 unreadable events"),
+    (stream("data: nope"), LLMStreamError, "1 unreadable events"),
+    (stream(": keep-alive"), EmptyStream, "without sending a reply"),
+    ([], EmptyStream, "without sending a reply"),
+    (["<html><body>Bad gateway</body></html>"], EmptyStream, "without sending a reply"),
 ])
-def test_parse_sse_raises_when_nothing_readable_arrived(lines, message):
-    with pytest.raises(LLMStreamError, match=message):
+def test_parse_sse_raises_when_nothing_readable_arrived(lines, error, message):
+    with pytest.raises(error, match=message):
         list(parse_sse(lines))
 
 
-def test_parse_sse_accepts_an_empty_reply_that_ends_with_done():
-    assert list(parse_sse(stream("data: [DONE]"))) == []
+@pytest.mark.parametrize("lines", [
+    [],                                                          # llama.cpp over its window: HTTP 200, no body
+    stream("data: [DONE]"),                                      # ... or only [DONE]
+    stream(chunk({"role": "assistant", "content": ""}), "data: [DONE]"),  # a role chunk and nothing else
+    stream(chunk({"role": "assistant"}), chunk(usage=USAGE), "data: [DONE]"),
+    stream(chunk({"content": ""}, None), chunk({"content": None}, None)),
+    stream(chunk({"reasoning_content": "thinking..."}), "data: [DONE]"),  # thought, never answered
+    stream("data: <html>", chunk({"role": "assistant"}), "data: [DONE]"),
+])
+def test_parse_sse_raises_empty_stream_without_text_or_finish_reason(lines):
+    with pytest.raises(EmptyStream, match="without sending a reply"):
+        list(parse_sse(lines))
+
+
+@pytest.mark.parametrize("lines, events", [
+    (stream(chunk({"content": ""}, "stop"), "data: [DONE]"), [StreamEvent("finish", finish_reason="stop")]),
+    (stream(chunk({"content": "a"}), "data: [DONE]"), [StreamEvent("content", "a")]),
+])
+def test_parse_sse_a_finish_reason_or_any_text_is_a_reply(lines, events):
+    assert list(parse_sse(lines)) == events
+
+
+@pytest.mark.parametrize("after", [0, 1])
+def test_parse_sse_raises_on_old_vllms_flat_error_object(after):
+    flat = 'data: {"object": "error", "message": "CUDA out of memory", "type": "InternalServerError", ' \
+           '"param": null, "code": 500}'
+    events = parse_sse(stream(*[chunk({"content": "a"})] * after, flat, "data: [DONE]"))
+    assert [e.text for e in itertools.islice(events, after)] == ["a"] * after
+    with pytest.raises(LLMStreamError, match="error mid-reply: CUDA out of memory"):
+        next(events)
+
+
+def test_parse_sse_flat_context_error_is_a_context_error():
+    flat = ('data: {"object": "error", "message": "This model\'s maximum context length is 2048 tokens.", '
+            '"type": "BadRequestError", "param": null, "code": 400}')
+    with pytest.raises(ContextLengthExceeded) as raised:
+        list(parse_sse(stream(flat, "data: [DONE]")))
+    assert raised.value.limit == 2048
 
 
 def test_parse_sse_reads_json_chunks_that_lack_blank_lines_between():
@@ -212,6 +249,17 @@ def test_parse_sse_reads_crlf_bytes_end_to_end():
 ])
 def test_parse_completion_reads_a_whole_json_reply(body, expected):
     assert list(parse_completion(body)) == expected
+
+
+@pytest.mark.parametrize("body, error", [
+    ('{"id": "x", "object": "chat.completion", "choices": []}', EmptyStream),
+    ('{"choices": [{"index": 0, "message": {"content": ""}, "finish_reason": null}]}', EmptyStream),
+    ('{"object": "error", "message": "boom", "type": "InternalServerError", "param": null, "code": 500}',
+     LLMStreamError),
+])
+def test_parse_completion_without_text_or_finish_reason_is_an_error(body, error):
+    with pytest.raises(error):
+        list(parse_completion(body))
 
 
 @pytest.mark.parametrize("body", ["not json", "[1, 2]"])

@@ -2,7 +2,11 @@
 import pytest
 
 from agents import titler
+from agents.providers import Providers
 from app import socketio
+from config import TestConfig
+from fake_llm import Fault
+from storage.sqlite_store import SqliteStore
 from test_socket_events import payloads, wait_for
 
 
@@ -61,3 +65,17 @@ def test_clean_makes_one_short_line(raw, title):
 def test_first_line_title_is_cut_with_an_ellipsis():
     assert titler.first_line_title("  a\n b  ") == "a b"
     assert titler.first_line_title("w" * 70) == "w" * 60 + "…"
+
+
+@pytest.mark.parametrize("fault", [Fault.empty_stream(), Fault.empty_stream(done=True)], ids=["no-events", "done-only"])
+def test_an_empty_title_answer_keeps_the_first_line_title(tmp_path, fake_llm, fault):
+    store = SqliteStore(tmp_path / "t.sqlite3")
+    store.migrate()
+    first = "tell me about walruses please"
+    cid = store.create_conversation("alice", titler.first_line_title(first))["conversation_id"]
+    store.append_message("alice", cid, "user", first, tokens=5)
+    store.append_message("alice", cid, "assistant", "Walruses are large.", tokens=5, finish_reason="stop")
+    fake_llm.fail_next(fault)
+    providers = Providers(TestConfig(tmp_path, OPENAI_BASE_URL=fake_llm.url), client_options={"max_retries": 0})
+    assert titler.retitle(store, providers, "alice", cid) is None and len(title_requests(fake_llm)) == 1
+    assert store.get_conversation("alice", cid)["title"] == first

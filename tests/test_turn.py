@@ -80,6 +80,74 @@ def test_turn_context_length_error_replans_tighter_once(deps, fake_llm):
     assert result.finish_reason == "stop" and len(fake_llm.requests) == 2
 
 
+@pytest.mark.parametrize("fault", [Fault.empty_stream(), Fault.empty_stream(done=True)], ids=["no-events", "done-only"])
+def test_turn_empty_stream_replans_tighter_once(deps, fake_llm, fault):
+    fake_llm.fail_next(fault)
+    cid, mid = _ask(deps, "Hi")
+    result, emitter = _run(deps, cid, mid)
+    assert (result.text, result.finish_reason, len(fake_llm.requests)) == (fake_llm.reply, "stop", 2)
+    assert "error" not in dict(emitter.events)
+
+
+def test_turn_empty_stream_twice_is_a_clear_error_and_never_a_stored_success(deps, fake_llm):
+    fake_llm.fail_next(Fault.empty_stream(), Fault.empty_stream(done=True))
+    cid, mid = _ask(deps, "Hi")
+    result, emitter = _run(deps, cid, mid)
+    assert dict(emitter.events)["error"].startswith("The model returned nothing: the conversation may be too long")
+    stored = deps.store.list_messages("alice", cid)
+    assert [(m["role"], m["content"], m["finish_reason"]) for m in stored] == [("user", "Hi", None),
+                                                                              ("assistant", "", "error")]
+    assert (result.finish_reason, dict(emitter.events)["done"]["finish_reason"], len(fake_llm.requests)) == (
+        "error", "error", 2)
+
+
+def test_turn_over_a_llama_cpp_window_is_a_clear_error(deps, fake_llm):
+    fake_llm.n_ctx = 20  # MAX_TOKENS says 4096: the server's real window is far smaller
+    cid, mid = _ask(deps, "Tell me " + "more " * 30)
+    result, emitter = _run(deps, cid, mid)
+    assert "returned nothing" in dict(emitter.events)["error"] and len(fake_llm.requests) == 2
+    assert [(m["content"], m["finish_reason"]) for m in deps.store.list_messages("alice", cid)][1:] == [("", "error")]
+
+
+def test_turn_vllm_flat_error_mid_stream_keeps_partial_marked_error(deps, fake_llm):
+    fake_llm.fail_next(Fault.vllm_flat_error("CUDA out of memory", after=3))
+    cid, mid = _ask(deps, "Go")
+    result, emitter = _run(deps, cid, mid)
+    assert (result.text, result.finish_reason) == ("Hello! How can", "error")
+    assert "error mid-reply: CUDA out of memory" in dict(emitter.events)["error"]
+    stored = deps.store.list_messages("alice", cid)[-1]
+    assert (stored["content"], stored["finish_reason"]) == ("Hello! How can", "error")
+
+
+@pytest.mark.parametrize("how", ["empty-stream", "llama-cpp-window"])
+def test_turn_empty_summary_is_never_stored(deps, fake_llm, how):
+    cid = deps.store.create_conversation("alice")["conversation_id"]
+    for turn in range(40):  # far over the budget: the summariser is called first
+        for role, text in (("user", f"question {turn}" + " a" * 150), ("assistant", " b" * 100)):
+            deps.store.append_message("alice", cid, role, text, tokens=utils.message_tokens(role, text))
+    _, mid = _ask(deps, "And now?", cid)
+    if how == "empty-stream":
+        fake_llm.fail_next(Fault.empty_stream(done=True))  # taken by the summariser's call
+    else:
+        fake_llm.n_ctx = 3000  # MAX_TOKENS says 4096: the summariser's ~3,300-token call is over the real window
+    result, emitter = _run(deps, cid, mid)
+    assert fake_llm.requests[0].body["messages"][0]["content"].startswith("Summarise")
+    assert deps.store.get_conversation("alice", cid)["summary"] is None
+    assert (result.text, result.finish_reason) == (fake_llm.reply, "stop") and "error" not in dict(emitter.events)
+    notices = [detail for kind, detail in emitter.events if kind == "status" and detail["phase"] == "notice"]
+    assert "could not be summarised" in notices[0]["detail"]  # the page says what was left out
+
+
+def test_turn_stop_closes_the_upstream_connection(deps, fake_llm):
+    """Stop must end generation on the server: it sees the client leave (reads are paced here)."""
+    fake_llm.tokens, fake_llm.token_delay = 400, 0.01
+    cid, mid = _ask(deps, "Count slowly")
+    seen = []
+    result, _ = _run(deps, cid, mid, stopped=lambda: seen.append(1) or len(seen) > 5)
+    assert result.finish_reason == "stopped" and deps.config.STREAM_FLUSH_MS > 0
+    assert fake_llm.client_gone.wait(2) and fake_llm.disconnects == 1
+
+
 def test_turn_without_endpoint_says_so(deps, tmp_path):
     deps.config.OPENAI_BASE_URL = None
     cid, mid = _ask(deps, "Anyone there?")
