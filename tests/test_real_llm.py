@@ -1,0 +1,250 @@
+"""The app against a real model server (DESIGN decision 11: the real server checks that the fake
+tells the truth): llama.cpp serving SmolLM2-135M with a 1,024-token window, through Flask-SocketIO's
+test client. Slow (a few minutes on 2 cores): skipped without .venv-llm, required in CI.
+
+The measured figures go to artifacts/real_llm/figures.json and are printed past pytest's capture.
+"""
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import utils
+from agents import summariser as summariser_agent
+from agents import titler
+from agents.emitter import RecordingEmitter
+from agents.llm_client import LLMClient
+from app import socketio
+
+pytestmark = pytest.mark.real_llm
+
+WINDOW, REPLY_TOKENS, TURNS = 1024, 120, 20
+FIGURES = Path(__file__).resolve().parent.parent / "artifacts" / "real_llm" / "figures.json"
+PEOPLE = ["Ada", "Bruno", "Chidi", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun"]
+CITIES = ["Lisbon", "Oslo", "Accra", "Lima", "Hanoi", "Porto", "Quito", "Riga", "Sofia", "Tunis"]
+
+
+def user_turn(i: int) -> str:
+    """An ~80-word user message with facts a summary should keep."""
+    person, city = PEOPLE[i % 10], CITIES[(3 * i) % 10]
+    return (f"Note {i + 1}: my colleague {person} moved to {city} in {1990 + i} and keeps {i + 2} cats there. "
+            f"{person} works on bridges, walks to the office every morning, and likes bread with olives. "
+            f"Last week {person} finished a report of {40 + i} pages about river crossings and old stone arches, "
+            f"and the team met in the evening to celebrate it with soup. Please answer in one or two short "
+            f"sentences: what should {person} pack for a weekend trip from {city}?")
+
+
+def record_figures(capsys, **figures) -> None:
+    """Add figures to artifacts/real_llm/figures.json and show them in the test log."""
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    known = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    known.update(figures)
+    FIGURES.write_text(json.dumps(known, indent=2))
+    with capsys.disabled():
+        print("\nreal_llm figures: " + json.dumps(figures))
+
+
+@pytest.fixture
+def real_app(make_app, llama_server):
+    return make_app(OPENAI_BASE_URL=llama_server.tap_url, MODEL="smollm2", MAX_TOKENS=WINDOW,
+                    REPLY_TOKENS=REPLY_TOKENS)
+
+
+@pytest.fixture
+def browser(real_app):
+    http = real_app.test_client()
+    http.get("/")
+    return http
+
+
+@pytest.fixture
+def sock(real_app, browser):
+    client = socketio.test_client(real_app, flask_test_client=browser)
+    yield client
+    if client.is_connected():
+        client.disconnect()
+
+
+def wait_for(sock, name, seconds=240.0, condition=lambda events: True):
+    """Collect events until `name` arrives (and `condition` holds); returns them all."""
+    events, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        events += sock.get_received()
+        if any(e["name"] == name for e in events) and condition(events):
+            return events
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} event in {seconds} s; got {[e['name'] for e in events]}")
+
+
+def payloads(events, name):
+    return [e["args"][0] for e in events if e["name"] == name]
+
+
+def is_summary(record: dict) -> bool:
+    return record["body"]["messages"][0]["content"] == summariser_agent.SUMMARY_INSTRUCTIONS
+
+
+def server_view(llama_server, records: list[dict], largest: int = 6) -> list[dict]:
+    """For the requests the app counted largest (prompt + max_tokens): its own count, the server's
+    usage.prompt_tokens (asked again, without streaming: streams carry no usage) and max_tokens."""
+    view = [{"counted": utils.request_tokens(r["body"]["messages"]), "max_tokens": r["body"]["max_tokens"],
+             "messages": r["body"]["messages"], "summary": is_summary(r)} for r in records]
+    view = sorted(view, key=lambda v: v["counted"] + v["max_tokens"])[-largest:]
+    for v in view:
+        v["server"] = llama_server.prompt_tokens(v.pop("messages"))
+    return view
+
+
+def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, browser, real_app, llama_server,
+                                                                      capsys):
+    start, began, finishes = len(llama_server.tap.requests), time.monotonic(), []
+    log_start = len(llama_server.log())
+    conversation_id = None
+    for i in range(TURNS):
+        data = {"message": user_turn(i)} | ({"conversation_id": conversation_id} if conversation_id else {})
+        ack = sock.emit("send_message", data, callback=True)
+        assert ack["ok"] is True, ack
+        conversation_id = ack["conversation_id"]
+        events = wait_for(sock, "response_done")
+        assert not payloads(events, "error"), payloads(events, "error")
+        finishes.append(payloads(events, "response_done")[0]["finish_reason"])
+    chatting = time.monotonic() - began
+    assert set(finishes) <= {"stop", "length"}, finishes
+    stored = browser.get(f"/load_conversation/{conversation_id}").get_json()
+    assert [m["content"] for m in stored["conversation"] if m["role"] == "user"] == [user_turn(i) for i in range(TURNS)]
+    assert len(stored["conversation"]) == 2 * TURNS
+    records = [r for r in llama_server.tap.requests[start:] if r["body"]]
+    summaries = [r for r in records if is_summary(r)]
+    assert summaries and stored["summary"] and stored["summary"]["content"].strip()
+    assert any(stored["summary"]["content"][:40] in r["text"] for r in summaries), "stored summary is not the model's"
+    assert all(r["status"] == 200 for r in records), [(r["status"], r["text"][:300]) for r in records]
+    assert "exceed context window" not in llama_server.log()[log_start:]
+    view = server_view(llama_server, records)
+    largest = max(view, key=lambda v: v["server"])
+    chats = [v for v in view if not v["summary"]] or view
+    record_figures(capsys, turns=TURNS, reply_tokens=REPLY_TOKENS, chat_seconds=round(chatting, 1),
+                   finish_reasons={f: finishes.count(f) for f in set(finishes)},
+                   summariser_calls=len(summaries), summary_tokens=stored["summary"]["tokens"],
+                   calibration_ratio_learned=real_app.extensions["chat_calibration"].ratio("smollm2"),
+                   server_over_counted=round(sum(v["server"] for v in chats) / sum(v["counted"] for v in chats), 3),
+                   largest_prompt_server=largest["server"], largest_prompt_counted=largest["counted"],
+                   largest_prompt_plus_max_tokens=max(v["server"] + v["max_tokens"] for v in view),
+                   over_window_if_max_tokens_honoured=sum(v["server"] + v["max_tokens"] > WINDOW for v in view),
+                   window=WINDOW, usage_in_stream=any(r["usage"] for r in records),
+                   requests=len(records), replayed=len(view))
+    assert largest["server"] < WINDOW
+    assert all(v["server"] + v["max_tokens"] <= WINDOW for v in view), "prompt + reply over the window"
+
+
+def test_real_llm_stop_keeps_partial_reply_and_server_sees_hang_up(sock, browser, llama_server, capsys):
+    start, log_start = len(llama_server.tap.requests), len(llama_server.log())
+    ack = sock.emit("send_message", {"message": "Write a long story, at least 300 words, about a lighthouse keeper "
+                                                "and her dog during a winter storm."}, callback=True)
+    events = wait_for(sock, "response_chunk", 120)
+    sock.emit("stop_generation", {"conversation_id": ack["conversation_id"]}, callback=True)
+    events += wait_for(sock, "response_done", 60)
+    streamed = "".join(p["chunk"] for p in payloads(events, "response_chunk"))
+    reply = browser.get(f"/load_conversation/{ack['conversation_id']}").get_json()["conversation"][-1]
+    assert reply["finish_reason"] == "stopped" and reply["content"].startswith(streamed[:20])
+    record = llama_server.tap.requests[start]
+    deadline = time.monotonic() + 30
+    while not record["ended"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert record["ended"] and not record["done"] and not record["finish"]
+    deadline = time.monotonic() + 30
+    while "Disconnected from client" not in llama_server.log()[log_start:] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "Disconnected from client" in llama_server.log()[log_start:]
+    record_figures(capsys, stop_partial_words=len(reply["content"].split()), stop_tap_saw_hang_up=record["client_gone"])
+
+
+def test_real_llm_titler_completes_or_keeps_first_line(make_app, llama_server, capsys):
+    app = make_app(OPENAI_BASE_URL=llama_server.tap_url, MODEL="smollm2", MAX_TOKENS=WINDOW,
+                   REPLY_TOKENS=REPLY_TOKENS, AUTO_TITLE=True)
+    http = app.test_client()
+    http.get("/")
+    sock = socketio.test_client(app, flask_test_client=http)
+    first = "In one short sentence: where do walruses live?"
+    start = len(llama_server.tap.requests)
+    ack = sock.emit("send_message", {"message": first}, callback=True)
+    finish = payloads(wait_for(sock, "response_done"), "response_done")[0]["finish_reason"]
+
+    def title_requests() -> list[dict]:
+        return [r for r in llama_server.tap.requests[start:]
+                if r["body"] and r["body"]["messages"][0]["content"] == titler.INSTRUCTIONS and r["ended"]]
+    deadline = time.monotonic() + (60 if finish == "stop" else 3)  # titles follow a complete first reply only
+    while not title_requests() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the titler stores the title after its request ends
+    title = http.get(f"/load_conversation/{ack['conversation_id']}").get_json()["title"]
+    sock.disconnect()
+    assert bool(title_requests()) == (finish == "stop")
+    assert title == titler.first_line_title(first) or (0 < len(title) <= titler.TITLE_CHARS and "\n" not in title)
+    answers = [r["text"] for r in title_requests()]
+    record_figures(capsys, first_reply_finish=finish, title=title, title_model_answer=answers[:1],
+                   title_from_model=title != titler.first_line_title(first))
+
+
+def test_real_llm_summariser_folds_history_or_degrades(llama_server, capsys):
+    history = [{"message_id": f"m{i}", "role": "user" if i % 2 == 0 else "assistant",
+                "content": user_turn(i // 2) if i % 2 == 0 else f"{PEOPLE[(i // 2) % 10]} should pack a coat.",
+                "tokens": 0} for i in range(16)]
+    for message in history:
+        message["tokens"] = utils.message_tokens(message["role"], message["content"])
+    budget = utils.Budget(WINDOW, REPLY_TOKENS)
+    with LLMClient(llama_server.tap_url, model="smollm2", read_timeout=120) as client:
+        plan = utils.assemble_context(history, None, "You are a helpful assistant.", budget,
+                                      summariser_agent.summariser(client, RecordingEmitter()))
+    assert plan.prompt_tokens <= budget.prompt_room
+    assert (plan.new_summary and plan.new_summary["content"].strip()) or plan.notice
+    record_figures(capsys, summariser_direct=bool(plan.new_summary), summariser_calls_direct=plan.summariser_calls,
+                   summary_text=(plan.new_summary or {}).get("content", "")[:200])
+
+
+def test_real_llm_over_window_request_error_shape(llama_server, capsys):
+    """What llama.cpp answers to a prompt over its window, streamed and not (the fake answers 400)."""
+    import requests
+    messages = [{"role": "user", "content": "walrus " * 1500}]
+    shapes = {}
+    for stream in (False, True):
+        body = {"model": "smollm2", "messages": messages, "max_tokens": 16, "stream": stream}
+        try:
+            answer = requests.post(llama_server.url + "/chat/completions", json=body, timeout=120)
+            shapes[f"stream={stream}"] = {"status": answer.status_code, "content_type": answer.headers.get(
+                "content-type"), "body": answer.text[:400]}
+        except requests.RequestException as error:
+            shapes[f"stream={stream}"] = {"error": f"{type(error).__name__}: {error}"[:400]}
+    with LLMClient(llama_server.url, model="smollm2", max_retries=0) as client:
+        try:
+            reply = client.complete(messages, max_tokens=16)
+            shapes["app_client"] = {"text": reply.text, "finish": reply.finish_reason, "usage": reply.usage}
+        except Exception as error:  # noqa: BLE001 (recording what the app's client makes of it)
+            shapes["app_client"] = {"error": f"{type(error).__name__}: {error}"[:300]}
+    record_figures(capsys, over_window=shapes)
+    assert shapes["stream=False"]["status"] == 400
+    assert "context_length_exceeded" in shapes["stream=False"]["body"]
+
+
+def test_real_llm_second_request_cuts_the_first_stream_short(llama_server, capsys):
+    """llama-cpp-python's server runs one request at a time and, by default (interrupt_requests),
+    ends a stream in flight with [DONE] and no finish_reason when another request arrives."""
+    import threading
+
+    import requests
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Write a long story about a walrus."}],
+            "max_tokens": 200, "stream": True}
+    start = len(llama_server.tap.requests)
+    first = threading.Thread(target=lambda: requests.post(llama_server.tap_url + "/chat/completions", json=body,
+                                                          timeout=120).content)
+    first.start()
+    deadline = time.monotonic() + 60
+    while (len(llama_server.tap.requests) == start or not llama_server.tap.requests[start]["text"]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    requests.post(llama_server.tap_url + "/chat/completions", json=body | {"max_tokens": 4}, timeout=120)
+    first.join(120)
+    cut = llama_server.tap.requests[start]
+    record_figures(capsys, interrupted_stream={"done": cut["done"], "finish": cut["finish"],
+                                               "words": len(cut["text"].split())})
+    assert cut["done"] and not cut["finish"]
