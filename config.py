@@ -40,7 +40,7 @@ def _flag(name: str, default: str) -> bool:
 
 
 class Config:
-    """Settings from the environment; names follow seed 001 §10.2."""
+    """Settings from the environment; names are the public contract (README's Configuration)."""
 
     def __init__(self) -> None:
         load_dotenv(ROOT / ".env")

@@ -1,4 +1,4 @@
-"""Prometheus metrics (seed 002): one set per process, served at /metrics.
+"""Prometheus metrics: one set per process, served at /metrics.
 
 Counters only ever go up; a test reads the difference around what it does. Label values are a
 small fixed set (agents, finish reasons, error kinds), never ids or user text.

@@ -52,7 +52,7 @@ def truncate_tokens(text: str, limit: int) -> str:
 
 
 def generate_conversation_text(history: list[dict]) -> str:
-    """'Role: content' lines, as seed 001 shows; used for exports and summaries."""
+    """'Role: content' lines; used for exports and summaries."""
     return "\n".join(f"{turn['role'].capitalize()}: {turn['content']}" for turn in history)
 
 

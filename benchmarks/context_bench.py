@@ -1,8 +1,8 @@
-"""Context preparation: this project's budget vs seed 001's manage_token_limits.
+"""Context preparation: this project's budget vs the naive manage_token_limits of the original requirements.
 
     .venv/bin/python benchmarks/context_bench.py [--quick]
 
-The seed's algorithm is re-implemented as the baseline (its summariser replaced by a
+That algorithm is re-implemented as the baseline (its summariser replaced by a
 constant-size fake, as ours is). Prints, for both, on the same generated conversations:
 1. time to prepare the next turn's context at MAX_TOKENS=128000 with 1,000 and 10,000
    messages of history;
@@ -29,7 +29,7 @@ FAKE_SUMMARY = "Summary:" + " a" * 48  # about 50 tokens, smaller than one 60-to
 
 
 class SeedLoopsForever(Exception):
-    """The seed's recursion made no progress (we stop it instead of hanging)."""
+    """The baseline's recursion made no progress (we stop it instead of hanging)."""
 
 
 def seed_manage_token_limits(history, max_tokens, reply_tokens, summarise, depth=0, max_depth=50):
@@ -86,9 +86,9 @@ def prepare_ours(history, summary, new_text, budget, counter):
 
 
 def seed_steady_state(history, max_tokens):
-    """Where the seed stands after running a while: a summary plus the newest messages under the limit.
+    """Where the baseline stands after running a while: a summary plus the newest messages under the limit.
 
-    (Its older messages are gone: the seed pops them out of the stored history.)
+    (Its older messages are gone: the baseline pops them out of the stored history.)
     """
     kept, total = [], utils.count_tokens(FAKE_SUMMARY)
     for message in reversed(history):
@@ -113,10 +113,10 @@ def bench_prepare_time(messages, turns, rng):
         ours.append((time.perf_counter() - start) * 1000)
     seed_history = seed_steady_state(conversation(rng, messages), 128000)
     seed = []
-    for text in new_texts[: max(3, turns // 10)]:  # the seed is slow: fewer turns suffice
+    for text in new_texts[: max(3, turns // 10)]:  # the baseline is slow: fewer turns suffice
         start = time.perf_counter()
         seed_history.append({"role": "user", "content": text})
-        try:  # first pass only: where the seed would recurse forever we stop it (a lower bound)
+        try:  # first pass only: where the baseline would recurse forever we stop it (a lower bound)
             seed_manage_token_limits(seed_history, 128000, REPLY_TOKENS, seed_summariser([0]), max_depth=0)
         except SeedLoopsForever:
             seed_history[:] = seed_steady_state(seed_history[1:], 128000)
@@ -168,7 +168,7 @@ def main() -> None:
     rng = random.Random(2024)
     utils.count_tokens("warm up the encoder")
     print("1. time to prepare the next turn's context, MAX_TOKENS=128000 (median ms per turn;"
-          " the seed's first pass only, a lower bound)")
+          " the baseline's first pass only, a lower bound)")
     for messages in (1_000, 10_000):
         ours, seed = bench_prepare_time(messages, 20 if args.quick else 100, rng)
         print(f"   {messages:>6} messages: ours {ours:8.3f} ms   seed {seed:9.1f} ms   ratio {seed / ours:8.0f}x")

@@ -162,7 +162,7 @@ class ConversationStore(ABC):
     @abstractmethod
     def delete_document(self, user_id: str, document_id: str) -> bool: ...
 
-    # -- background jobs (seed 004): pending -> processing -> done | error ---------------------
+    # -- background jobs: pending -> processing -> done | error ---------------------
     @abstractmethod
     def create_job(self, user_id: str, kind: str, conversation_id: str | None = None) -> Record:
         """Record: job_id, user_id, kind, conversation_id, status ('pending'), done (0),

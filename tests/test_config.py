@@ -1,4 +1,4 @@
-"""Settings: seed 001's names, clear one-line errors, the development secret."""
+"""Settings: the contract's names, clear one-line errors, the development secret."""
 import subprocess
 import sys
 from pathlib import Path

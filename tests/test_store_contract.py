@@ -198,7 +198,7 @@ def test_store_search_forgets_deleted_messages(search_store):
     assert search_store.search("alice", "platypus") == []
 
 
-# -- MongoDB only: what migrate() builds (seed 001 §3) ------------------------------------------
+# -- MongoDB only: what migrate() builds ------------------------------------------
 
 def test_mongo_migrate_creates_named_indexes(mongo_store):
     store = mongo_store

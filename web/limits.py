@@ -1,4 +1,4 @@
-"""Rate limits (seed 002): HTTP requests per browser and per client IP (Flask-Limiter), and for
+"""Rate limits: HTTP requests per browser and per client IP (Flask-Limiter), and for
 the socket: messages per user plus a cap on replies one user has generating at once (LibreChat's
 CONCURRENT_MESSAGE_MAX). Anonymous users' messages also count per client address (a higher rate):
 a fresh cookie is a fresh user id, but not a fresh address. Counted in Redis when REDIS_URL is set,
@@ -98,7 +98,7 @@ def _exempt() -> bool:
 
 
 def _too_many_requests(error: RateLimitExceeded):
-    """429 with the seed's JSON shape and when to retry (Flask-Limiter also sets Retry-After)."""
+    """429 with the API's JSON error shape and when to retry (Flask-Limiter also sets Retry-After)."""
     metrics.RATE_LIMITED.labels(scope="http").inc()
     current = current_app.extensions["chat_limiter"].current_limit
     wait = max(1, math.ceil(current.reset_at - time.time())) if current else 1

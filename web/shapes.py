@@ -10,7 +10,7 @@ MESSAGE_FIELDS = ("message_id", "role", "content", "created_at", "tokens", "agen
 
 
 def iso(moment: datetime | None) -> str | None:
-    """UTC ISO-8601 with a Z, as the seed's examples show."""
+    """UTC ISO-8601 with a Z, as the API has always answered."""
     if moment is None:
         return None
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -23,14 +23,14 @@ def message(record: dict) -> dict:
 
 
 def conversation_summary(record: dict) -> dict:
-    """One row of /list_conversations: the seed's fields plus title, activity and totals."""
+    """One row of /list_conversations: the contract's fields plus title, activity and totals."""
     return {"conversation_id": record["conversation_id"], "title": record["title"],
             "created_at": iso(record["created_at"]), "updated_at": iso(record["updated_at"]),
             "message_count": record["message_count"], "total_tokens": record["total_tokens"]}
 
 
 def conversation(record: dict, messages: list[dict]) -> dict:
-    """/load_conversation: seed's `conversation` list, with the conversation's own fields beside it.
+    """/load_conversation: the contract's `conversation` list, with the conversation's own fields beside it.
 
     Every message carries its resolved parent (threads.py), so a reader sees the branches
     without knowing the storage rules."""

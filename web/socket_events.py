@@ -1,4 +1,4 @@
-"""Socket.IO events (seed 001 §12.2, extended). Each returns its ack; replies stream to a room
+"""Socket.IO events (the public contract, extended). Each returns its ack; replies stream to a room
 per conversation, so every tab of the user sees them (and every worker, with Redis)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`/upload_file` validates at once and answers with a job; `/jobs/<id>` reports on it (seed 004).
+"""`/upload_file` validates at once and answers with a job; `/jobs/<id>` reports on it.
 
 The file is decoded once, here, and its text saved under a random name in instance/uploads
 (never under static/, never under the user's name); the job deletes it once it is analysed.
@@ -74,7 +74,7 @@ def upload_file():
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    """pending, processing (with done/total), done (with the seed's message and analysis) or error."""
+    """pending, processing (with done/total), done (with the contract's message and analysis) or error."""
     job = get_store().get_job(current_user_id(), job_id[:100])
     if job is None:
         abort(404, "Job not found.")
