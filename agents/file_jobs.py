@@ -1,4 +1,4 @@
-"""An upload's background job : pending -> processing -> done | error.
+"""An upload's background job: pending -> processing -> done | error.
 
 The route has already validated and decoded the file and saved its text (UTF-8) under a random
 name outside static/, and holds the user's upload quota and a slot of their model work (web/quotas.py,

@@ -93,21 +93,15 @@ def test_no_failover_once_the_reply_has_started(tmp_path, fake_llm, backup):
     assert backup.requests == []
 
 
-def test_context_length_is_not_the_endpoints_fault(tmp_path, fake_llm, backup):
+@pytest.mark.parametrize("fault, error", [(Fault.context_length, ContextLengthExceeded),
+                                          (Fault.empty_stream, EmptyStream)],  # llama.cpp's over-window answer
+                         ids=["context-length", "empty-stream"])
+def test_a_too_long_conversation_is_not_the_endpoints_fault(tmp_path, fake_llm, backup, fault, error):
+    """The turn re-plans tighter; no fallback, and the breaker stays closed."""
     providers = _providers(tmp_path, fake_llm.url, backup.url)
     for _ in range(3):
-        fake_llm.fail_next(Fault.context_length())
-        with pytest.raises(ContextLengthExceeded):
-            _ask(providers)
-    assert backup.requests == [] and providers.status()["in_use"] == "primary"
-
-
-def test_an_empty_stream_is_not_the_endpoints_fault(tmp_path, fake_llm, backup):
-    """llama.cpp's answer to an over-window prompt: the turn re-plans tighter, the breaker stays closed."""
-    providers = _providers(tmp_path, fake_llm.url, backup.url)
-    for _ in range(3):
-        fake_llm.fail_next(Fault.empty_stream())
-        with pytest.raises(EmptyStream):
+        fake_llm.fail_next(fault())
+        with pytest.raises(error):
             _ask(providers)
     assert backup.requests == [] and providers.status()["in_use"] == "primary"
 
