@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
-from agents.math_agent import detect_math
+from agents.math.agent import detect_math
 
 log = logging.getLogger("chat.router")
 COMMANDS = {"/math": "math", "/file": "file", "/ask": "knowledge", "/chat": "chat"}
@@ -70,11 +70,23 @@ def _decide(text: str, attachment: str | None, names: list[str], classify) -> De
             return Decision("knowledge", "about_uploads", "The message asks about your uploaded files.",
                             text, mentioned)
     if classify is not None:
-        label = _safe_classify(classify, text)
-        if label in ("math", "knowledge") and (label != "knowledge" or names):
-            return Decision(label, "classifier", f"The model classified the message as {label}.", text, [label])
+        return _classified(_safe_classify(classify, text), text, names)
     reason = "No math pattern and nothing about your uploads: general chat."
     return Decision("chat", "default", reason, text)
+
+
+def _classified(label: str | None, text: str, names: list[str]) -> Decision:
+    """The classifier's word, when it is usable; otherwise general chat, saying what the model answered
+    (small models often answer with a sentence instead of one of the three words)."""
+    if label in ("math", "chat") or (label == "knowledge" and names):
+        return Decision(label, "classifier", f"The model classified the message as {label}.", text, [label])
+    if label == "knowledge":
+        reason = "The model classified the message as knowledge, but you have no uploads: general chat."
+    elif label is None:
+        reason = "The model's classification failed or was empty: general chat."
+    else:
+        reason = f"The model's classification ({label[:20]!r}) is not math, knowledge or chat: general chat."
+    return Decision("chat", "default", reason, text, [label] if label else [])
 
 
 def _mentions(text: str, names: list[str]) -> list[str]:

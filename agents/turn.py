@@ -12,7 +12,8 @@ from typing import Callable
 
 import metrics
 import utils
-from agents import chat_agent, file_agent, knowledge_agent, math_turn
+from agents import chat_agent, file_agent, knowledge_agent
+from agents.math import turn as math_turn
 from agents.router import model_classifier, route
 from agents.turn_types import AgentClients, Reply, Turn, TurnDeps
 

@@ -14,10 +14,11 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from agents import math_pool, math_turn
+from agents.math import pool as math_pool
+from agents.math import turn as math_turn
 from agents.llm_client import LLMBadRequest, LLMClient, LLMStreamError
 from agents.llm_errors import DETAIL_LIMIT
-from agents.math_agent import shutdown
+from agents.math.agent import shutdown
 from agents.turn_types import Reply
 from config import TestConfig
 from conftest import free_port
@@ -117,8 +118,8 @@ GREEN_POOL_CHECK = """
 import eventlet
 eventlet.monkey_patch()
 import json, time
-from agents import math_pool
-from agents.math_agent import MathRefused, shutdown, solve_math
+from agents.math import pool as math_pool
+from agents.math.agent import MathRefused, shutdown, solve_math
 math_pool.configure(1, 0.5)
 solve_math("1 + 1")
 ticks = []

@@ -173,6 +173,15 @@ def test_deploy_compose_app_waits_for_healthy_backing_service(compose, service, 
     assert compose["services"][service]["healthcheck"]["test"][:len(probe)] == probe
 
 
+def test_deploy_compose_redis_keeps_sessions_across_restarts(compose):
+    """Sessions are the only key to an anonymous user's data: Redis appends to a file on a volume."""
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert any(volume.split(":")[1] == "/data" for volume in redis["volumes"])
+    assert redis["volumes"][0].split(":")[0] in compose["volumes"]
+
+
 def test_deploy_compose_nginx_serves_the_repo_conf_on_8080(compose):
     nginx = compose["services"]["nginx"]
     source = nginx["volumes"][0].split(":")[0]

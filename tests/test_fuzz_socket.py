@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agents.math_agent import shutdown as stop_math_worker
+from agents.math.agent import shutdown as stop_math_worker
 from agents.turn import NOT_CONFIGURED
 from app import socketio
 from web import generations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.math_agent import MathAnswer, MathRefused, NotMath, detect_math, shutdown, solve_math
+from agents.math.agent import MathAnswer, MathRefused, NotMath, detect_math, shutdown, solve_math
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -266,7 +266,7 @@ def test_math_agent_detect_math_ignores_ordinary_chat(text):
 def test_math_agent_detect_math_is_fast_on_hostile_input(text):
     started = time.perf_counter()
     detect_math(text)
-    assert time.perf_counter() - started < 0.010
+    assert time.perf_counter() - started < 0.2  # linear; catastrophic backtracking would take seconds
 
 
 # -- speed and concurrency ------------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ GREEN_CHECK = """
 import eventlet
 eventlet.monkey_patch()
 import json, time
-from agents.math_agent import MathRefused, shutdown, solve_math
+from agents.math.agent import MathRefused, shutdown, solve_math
 ticks = []
 def tick():
     while True:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from agents import math_worker
-from agents.math_agent import MathRefused, detect_math, shutdown, solve_math
-from agents.math_parse import TextBuilder, check, walk_source
-from agents.math_pool import request as sandbox_request
-from agents.math_pool import worker_pid
-from agents.math_sandbox import Sandbox
+from agents.math import worker as math_worker
+from agents.math.agent import MathRefused, detect_math, shutdown, solve_math
+from agents.math.parse import TextBuilder, check, walk_source
+from agents.math.pool import request as sandbox_request
+from agents.math.pool import worker_pid
+from agents.math.sandbox import Sandbox
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -128,8 +128,8 @@ def test_math_security_the_ast_walker_refuses_on_its_own(source, reason):
 
 def test_math_security_worker_side_walk_refuses_before_building():
     """In the worker the builder is sympy, which computes as it builds: costs are checked first."""
-    from agents.math_format import SympyBuilder
-    from agents.math_parse import parse
+    from agents.math.format import SympyBuilder
+    from agents.math.parse import parse
     started = time.monotonic()
     for source in ("9**9**9", "2**2**2**2**2", "factorial(10**6)", "factorial(999)**1000", "exp(exp(20))"):
         with pytest.raises(MathRefused):
@@ -198,8 +198,8 @@ def test_math_security_worker_runs_with_limits_and_no_secrets(warm):
     environment = Path(f"/proc/{warm}/environ").read_bytes().split(b"\0")
     assert [entry.split(b"=")[0] for entry in environment if entry] == [b"PATH"]
     command = Path(f"/proc/{warm}/cmdline").read_bytes().split(b"\0")
-    assert command[:3] == [sys.executable.encode(), b"-m", b"agents.math_worker"]
-    assert os.readlink(f"/proc/{warm}/cwd") == str(Path(math_worker.__file__).resolve().parent.parent)
+    assert command[:3] == [sys.executable.encode(), b"-m", b"agents.math.worker"]
+    assert os.readlink(f"/proc/{warm}/cwd") == str(Path(math_worker.__file__).resolve().parents[2])
 
 
 def test_math_security_slow_computation_is_cut_off_and_the_worker_replaced(warm):
@@ -271,7 +271,7 @@ def test_math_security_worker_handler_never_evaluates_text(monkeypatch):
     """The worker's request handler in this process, with the same traps, after the worker's own
     warm-up (sympy imports parts of itself on first use, sympifying its constants as it does). sympy
     also generates some code of its own with exec (monomial helpers): none of it carries user text."""
-    from agents.math_question import read_question
+    from agents.math.question import read_question
     requests = [read_question(question) for question, _ in QUESTIONS]
     math_worker.warm_up()
     executed = _no_text_evaluation(monkeypatch)

@@ -65,9 +65,16 @@ def test_classifier_only_runs_when_no_rule_matched():
 def test_classifier_failure_or_nonsense_falls_back_to_chat():
     def broken(text):
         raise RuntimeError("endpoint down")
-    assert route("hello", classify=broken).agent == "chat"
-    assert route("hello", classify=lambda text: "banana").agent == "chat"
-    assert route("hello", classify=lambda text: "knowledge").agent == "chat"  # no uploads to ask about
+    failed = route("hello", classify=broken)
+    assert (failed.agent, failed.rule, failed.matches) == ("chat", "default", [])
+    assert "failed or was empty" in failed.reasoning
+    nonsense = route("hello", classify=lambda text: "Sure! This message is a greeting.")
+    assert (nonsense.agent, nonsense.rule, nonsense.matches) == ("chat", "default", ["sure"])
+    assert "'sure'" in nonsense.reasoning and "not math, knowledge or chat" in nonsense.reasoning
+    no_uploads = route("hello", classify=lambda text: "knowledge")
+    assert (no_uploads.agent, no_uploads.rule) == ("chat", "default") and "no uploads" in no_uploads.reasoning
+    said_chat = route("hello", classify=lambda text: "Chat")
+    assert (said_chat.agent, said_chat.rule, said_chat.matches) == ("chat", "classifier", ["chat"])
 
 
 def test_each_decision_is_one_json_log_line_without_the_message(caplog):

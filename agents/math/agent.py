@@ -1,8 +1,8 @@
 """The math agent: exact answers with their steps, computed in a sandboxed subprocess.
 
 detect_math is the router's cheap hint (regular expressions only). solve_math reads the question
-(math_question -> math_normalise -> math_parse, in this process, no sympy and nothing that
-evaluates text), then sends the validated request to a worker (math_pool lends out math_sandbox
+(question -> normalise -> parse, in this process, no sympy and nothing that
+evaluates text), then sends the validated request to a worker (pool lends out sandbox
 processes fairly), which rebuilds it through the same whitelist and computes with sympy under a
 timeout and resource limits.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agents import math_pool
-from agents.math_limits import MAX_TEXT_CHARS, MathRefused, NotMath
-from agents.math_question import read_question
+from . import pool
+from .limits import MAX_TEXT_CHARS, MathRefused, NotMath
+from .question import read_question
 
 __all__ = ["MathAnswer", "MathRefused", "NotMath", "detect_math", "solve_math", "shutdown"]
 
@@ -89,7 +89,7 @@ def _is_a_sum(lowered: str) -> bool:
 def solve_math(text: str, timeout_s: float = 1.0, user: str | None = None) -> MathAnswer:
     """Blocking. Raises MathRefused (with a sentence for the user) or NotMath; `user` gets one
     question at a time (None: no per-user limit)."""
-    reply = math_pool.request(read_question(text), timeout_s, user)
+    reply = pool.request(read_question(text), timeout_s, user)
     if not reply.get("ok"):
         if isinstance(reply.get("not_math"), str):
             raise NotMath(reply["not_math"])
@@ -102,4 +102,4 @@ def solve_math(text: str, timeout_s: float = 1.0, user: str | None = None) -> Ma
 
 def shutdown() -> None:
     """Stop the sandbox workers (atexit also calls this); the next question starts them again."""
-    math_pool.shutdown()
+    pool.shutdown()

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import sympy
 
-from agents.math_limits import MathRefused
+from .limits import MathRefused
 
 DECIMALS = 15          # significant digits of approximations
 MAX_EXACT_PLACES = 30  # a terminating decimal longer than this is shown as a fraction

@@ -1,7 +1,7 @@
 """Natural phrasing and typed symbols -> one Python-syntax expression, still untrusted text.
 
 "65 x 3.11" leaves as "65*3.11", "square root of 144" as "sqrt(144)", "2x + 5" as "2*x+5",
-"5 squared" as "5**2". math_parse trusts none of it. Ordinary English ("2 cats and 3 dogs")
+"5 squared" as "5**2". parse trusts none of it. Ordinary English ("2 cats and 3 dogs")
 raises NotMath; text that looks like code (quotes, underscores, x.real) raises MathRefused.
 Every pattern here is linear: no nested quantifiers, whitespace collapsed first.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from agents.math_limits import ALIASES, CONSTANTS, FUNCTIONS, MAX_EXPRESSION_CHARS, MathRefused, NotMath, refuse
+from .limits import ALIASES, CONSTANTS, FUNCTIONS, MAX_EXPRESSION_CHARS, MathRefused, NotMath, refuse
 
 _SYMBOLS = str.maketrans({"×": "*", "✕": "*", "·": "*", "⋅": "*", "∗": "*", "÷": "/", "∕": "/", "−": "-",
                           "–": "-", "^": "**", "²": "**2", "³": "**3", "π": " pi ", "√": " sqrt ", "％": "%"})
@@ -39,7 +39,7 @@ _VALUE_KINDS = ("number", "variable", "constant", "close")
 
 
 def normalise(text: str) -> str:
-    """`text` as an expression for math_parse; NotMath when it is not a calculation at all."""
+    """`text` as an expression for parse; NotMath when it is not a calculation at all."""
     if len(text) > MAX_EXPRESSION_CHARS:
         raise MathRefused(f"That expression is {len(text):,} characters long; I handle up to "
                           f"{MAX_EXPRESSION_CHARS:,} characters.")
@@ -81,7 +81,7 @@ def _word(word: str, following: str, attached: bool) -> list[tuple[str, str]]:
     if len(word) == 1 or (attached and len(word) <= 3):  # 2xy is 2*x*y
         return [("variable", letter) for letter in word]
     if following == "(":
-        return [("function", word)]  # math_parse refuses it by name, e.g. open(...)
+        return [("function", word)]  # parse refuses it by name, e.g. open(...)
     raise NotMath(f"{word!r} is not part of a calculation.")
 
 

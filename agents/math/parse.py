@@ -1,11 +1,11 @@
 """The only door from text to math objects: a whitelisting walk over Python's AST.
 
-Nothing here evaluates text. An expression (already normalised by math_normalise) is checked
+Nothing here evaluates text. An expression (already normalised by normalise) is checked
 for length, characters and bracket depth by counting, parsed with `ast.parse(mode="eval")`,
 checked for size, and walked: only numbers, + - * / ** % //, unary + -, one-letter variables,
 pi and e, and calls of whitelisted function names with positional arguments get through, each
 handed to a Builder that makes the real object (sympy in the worker, display text here). On the
-way math_cost bounds what evaluating the tree could cost: exponents, digits, factorials.
+way cost bounds what evaluating the tree could cost: exponents, digits, factorials.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import warnings
 from fractions import Fraction
 from typing import Protocol
 
-from agents.math_cost import Cost, binary_cost, call_cost
-from agents.math_limits import (CONSTANTS, FUNCTIONS, MAX_BRACKET_DEPTH, MAX_EXPRESSION_CHARS, MAX_NODES,
+from .cost import Cost, binary_cost, call_cost
+from .limits import (CONSTANTS, FUNCTIONS, MAX_BRACKET_DEPTH, MAX_EXPRESSION_CHARS, MAX_NODES,
                                 MAX_TREE_DEPTH, MathRefused, refuse)
 
 _BAD_CHARACTER = re.compile(r"[^0-9a-z+\-*/%().,\s]")
@@ -112,7 +112,7 @@ class _Walker:
         self.source, self.builder = source, builder
 
     def walk(self, node: ast.AST) -> tuple[object, Cost]:
-        """The built object and what the walker knows of its value (math_cost) for one node."""
+        """The built object and what the walker knows of its value (cost) for one node."""
         if isinstance(node, ast.Constant):
             return self._number(node)
         if isinstance(node, ast.Name):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sympy
 
-from agents.math_format import bracketed, describe, pretty
-from agents.math_limits import MathRefused
-from agents.math_steps import Read, answer
+from .format import bracketed, describe, pretty
+from .limits import MathRefused
+from .steps import Read, answer
 
 MAX_DEGREE = 4  # sympy has formulas up to here; beyond, roots are slow to even print
 

@@ -1,6 +1,6 @@
 """What evaluating a whitelisted tree could cost, bounded without evaluating it.
 
-math_parse's walker asks here for every node: exact small values are folded with Fraction (so
+parse's walker asks here for every node: exact small values are folded with Fraction (so
 the exponent in 9**9**9 is known to be 387420489), and everything else carries an upper bound on
 its digits. Exponents above MAX_EXPONENT, factorials above MAX_FACTORIAL and numbers estimated
 above MAX_DIGITS are refused before anything reaches sympy; whatever slips through meets the
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
-from agents.math_limits import MAX_DIGITS, MAX_EXPONENT, MAX_FACTORIAL, MathRefused, refuse
+from .limits import MAX_DIGITS, MAX_EXPONENT, MAX_FACTORIAL, MathRefused, refuse
 
 FOLD_DIGITS = 60  # exact values are folded only while this small
 LOG10_E = math.log10(math.e)

@@ -1,4 +1,4 @@
-"""The parent side of one math sandbox: a worker process spoken to over pipes (math_pool shares them).
+"""The parent side of one math sandbox: a worker process spoken to over pipes (pool shares them).
 
 Only subprocess.Popen, selectors and os.read, no threads: under eventlet or gevent those are the
 monkey-patched cooperative versions, so a green thread waiting for an answer lets the server run.
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from agents.math_limits import MathRefused
+from .limits import MathRefused
 
-ROOT = Path(__file__).resolve().parent.parent  # the folder holding agents/, the worker's cwd
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding agents/, the worker's cwd
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 2.0
 MAX_REPLY_BYTES = 1 << 20
@@ -40,10 +40,10 @@ class _Broken(Exception):
 
 
 class Sandbox:
-    """A lazily started `python -m agents.math_worker`; request() is safe to call from many threads."""
+    """A lazily started `python -m agents.math.worker`; request() is safe to call from many threads."""
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
-        self.command = list(command or [sys.executable, "-m", "agents.math_worker"])
+        self.command = list(command or [sys.executable, "-m", "agents.math.worker"])
         self._process: subprocess.Popen | None = None
         self._owner = os.getpid()  # after a fork the child starts its own worker
         self._buffer = b""
@@ -76,7 +76,7 @@ class Sandbox:
                 raise MathRefused(CRASHED) from None
 
     def start(self) -> None:
-        """Have a worker ready now (math_pool replaces a killed one before anyone waits on it)."""
+        """Have a worker ready now (pool replaces a killed one before anyone waits on it)."""
         with self._lock:
             self._running()
 

@@ -2,16 +2,16 @@
 
 "What's the square root of 144?" becomes {"kind": "arithmetic", "exprs": ["sqrt(144)"]};
 "Solve 2x + 5 = 15" becomes {"kind": "solve", "exprs": ["2*x+5", "15"], "var": None}. Each
-expression is normalised and validated here (math_parse, no sympy), so refusals are immediate
+expression is normalised and validated here (parse, no sympy), so refusals are immediate
 and the worker only receives what passed; it validates again anyway.
 """
 from __future__ import annotations
 
 import re
 
-from agents.math_limits import MAX_TEXT_CHARS, MathRefused, NotMath
-from agents.math_normalise import normalise
-from agents.math_parse import check
+from .limits import MAX_TEXT_CHARS, MathRefused, NotMath
+from .normalise import normalise
+from .parse import check
 
 _LEAD = re.compile(r"(?:(?:please|ok|okay|so|hey|hi|now|can you|could you|would you|will you|help me|"
                    r"i need to|i want to|tell me|show me)[ ,]+)*"

@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Callable
 
-from agents.math_limits import MathRefused
-from agents.math_sandbox import Sandbox
+from .limits import MathRefused
+from .sandbox import Sandbox
 
 log = logging.getLogger("chat.agent.math")
 DEFAULT_WORKERS = 2          # MATH_WORKERS: one per core on the 2-core machine it was measured on

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from agents import math_pool
-from agents.math_agent import MathRefused, NotMath, solve_math
 from agents.turn_types import Reply, Turn
+from . import pool
+from .agent import MathRefused, NotMath, solve_math
 
 log = logging.getLogger("chat.agent.math")
 NOT_READABLE = ("I could not read that as a calculation. Try an expression such as “(42 * 2) / 6”, "
@@ -16,7 +16,7 @@ def answer(turn: Turn, explicit: bool) -> Reply | None:
     """The worked answer; None hands the message to general chat (a pattern matched, but it was
     not maths we can do, and there is a model that can talk about it)."""
     config = turn.deps.config
-    math_pool.configure(config.MATH_WORKERS, config.MATH_QUEUE_WAIT_S)
+    pool.configure(config.MATH_WORKERS, config.MATH_QUEUE_WAIT_S)
     try:
         result = solve_math(turn.text, user=turn.user_id)
     except MathRefused as refusal:

@@ -1,4 +1,4 @@
-"""The math sandbox process: `python -m agents.math_worker`, started and killed by math_sandbox.
+"""The math sandbox process: `python -m agents.math.worker`, started and killed by sandbox.
 
 It limits itself (1 GiB of address space, no child processes, and before each request a CPU-time
 limit a little past the parent's timeout, as a backstop should the parent fail to kill it), says
@@ -15,9 +15,9 @@ import resource
 import sys
 from typing import BinaryIO, Callable
 
-from agents.math_limits import MathRefused, NotMath
-from agents.math_solve import solve
-from agents.math_steps import arithmetic, differentiate, percentage, rewrite
+from .limits import MathRefused, NotMath
+from .solve import solve
+from .steps import arithmetic, differentiate, percentage, rewrite
 
 MEMORY_BYTES = 1 << 30
 CPU_SLACK_S = 2

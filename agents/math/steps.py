@@ -1,16 +1,16 @@
 """Worked answers for each kind of question, computed with sympy inside the sandbox worker.
 
 Each handler takes the request's already-normalised expressions, rebuilds them through the
-whitelisting walker (math_parse) and returns {kind, result, answer, steps}: `result` is plain
-text for programs, `answer` and `steps` are what the user reads. Equations are in math_solve.
+whitelisting walker (parse) and returns {kind, result, answer, steps}: `result` is plain
+text for programs, `answer` and `steps` are what the user reads. Equations are in solve.
 """
 from __future__ import annotations
 
 import sympy
 
-from agents.math_format import SympyBuilder, bracketed, describe, pretty, rational_text
-from agents.math_limits import MathRefused
-from agents.math_parse import TextBuilder, parse
+from .format import SympyBuilder, bracketed, describe, pretty, rational_text
+from .limits import MathRefused
+from .parse import TextBuilder, parse
 
 LOG_NOTE = "log is the natural logarithm (base e); write log10(x) or log(x, 10) for base 10."
 MAX_TERMS_SHOWN = 8
