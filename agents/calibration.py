@@ -3,6 +3,9 @@
 Llama/Qwen-style models served by Ollama or vLLM tokenize differently; scaling our counts by
 the observed ratio keeps the budget honest for them. Never below 1.0: undercounting is the
 risk, overcounting only costs a little room.
+
+Servers that send no usage in a stream (llama-cpp-python) are probed instead: see
+agents/calibration_probe.py. Only a model's first PROBES_PER_MODEL replies are probed.
 """
 from __future__ import annotations
 
@@ -10,11 +13,13 @@ import threading
 
 SMOOTHING = 0.3
 MAX_RATIO = 3.0
+PROBES_PER_MODEL = 3
 
 
 class Calibration:
     def __init__(self) -> None:
         self._ratios: dict[str, float] = {}
+        self._probes: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def ratio(self, model: str) -> float:
@@ -30,3 +35,13 @@ class Calibration:
             blended = seen if previous is None else previous + SMOOTHING * (seen - previous)
             self._ratios[model] = max(1.0, blended)
             return self._ratios[model]
+
+    def claim_probe(self, model: str) -> bool:
+        """True (and counted) while the model's streams carried no usage and it has been probed
+        fewer than PROBES_PER_MODEL times in this process."""
+        with self._lock:
+            done = self._probes.get(model, 0)
+            if done >= PROBES_PER_MODEL:
+                return False
+            self._probes[model] = done + 1
+            return True

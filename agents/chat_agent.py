@@ -9,6 +9,7 @@ import logging
 import metrics
 import threads
 import utils
+from agents import calibration_probe
 from agents.llm_client import ContextLengthExceeded, EmptyStream, LLMError
 from agents.summariser import summariser
 from agents.turn_types import Reply, Turn
@@ -31,12 +32,16 @@ def answer(turn: Turn, agent: str = "chat", extra_system: str = "") -> Reply | N
         turn.emitter.error(str(error))
         return None
     text, finish, usage = _stream_with_retry(turn, client, extra_system, plan)
+    used = getattr(client, "used", None)
+    followups = []
     if usage and usage.get("prompt_tokens"):
         turn.deps.calibration.observe(model, usage["prompt_tokens"], plan.prompt_tokens)
-    used = getattr(client, "used", None)
+    elif finish in ("stop", "length") and turn.deps.calibration.claim_probe(model):
+        followups.append(calibration_probe.probe(turn.deps, agent, turn.clients.model, used, plan.messages,
+                                                 plan.prompt_tokens, model))
     meta = {"model": used.model, "endpoint": used.name} if used else {}
     return Reply(text, finish, plan.prompt_tokens, usage, (plan.summary or {}).get("tokens", 0),
-                 agent=agent, meta=meta)
+                 agent=agent, meta=meta, followups=followups)
 
 
 def _plan(turn: Turn, model: str, extra_system: str, tighter: bool) -> utils.ContextPlan:

@@ -10,6 +10,7 @@ is injectable so the app can pass `socketio.sleep` and tests need not wait.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -34,6 +35,9 @@ __all__ = ["LLMClient", "Completion", "StreamEvent", "collect", "LLMError", "LLM
 ERROR_BODY_LIMIT = 64 * 1024
 CONNECTIONS_PER_HOST = 64
 TRANSPORT_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+CUT_SHORT = ("The model server ended the reply without finishing it (a busy server may cut a reply short "
+             "for another request). The partial reply is kept; regenerate it to try again.")
+_ENDPOINTS_THAT_FINISH: set[str] = set()  # endpoint URLs seen sending a finish reason (per process)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,24 @@ class LLMClient:
                  extra: dict | None = None) -> Completion:
         """The whole reply at once (for the summariser), built on stream_chat."""
         return collect(self.stream_chat(messages, max_tokens, temperature, extra))
+
+    def prompt_tokens(self, messages: Iterable[dict]) -> int | None:
+        """The server's own count of these messages as a prompt: one request, not streamed (servers
+        that leave usage out of streams still report it here), asking for a single token. None when
+        the server reports no usage; LLMError when the request fails."""
+        body = {"model": self.model, "messages": list(messages), "max_tokens": 1, "stream": False}
+        for name in self._compat:
+            COMPAT_FIXES[name](body)
+        try:
+            with self._open(body) as response:
+                payload = json.loads(_read_capped(response, ERROR_BODY_LIMIT))
+        except _Retry as failure:
+            raise failure.error from failure.__cause__
+        except (ValueError, *TRANSPORT_ERRORS) as exc:
+            raise LLMStreamError("The model endpoint's answer to a token count was unreadable.") from exc
+        usage = payload.get("usage") if isinstance(payload, dict) else None
+        count = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
 
     def models(self, timeout: float = 3.0) -> list[str]:
         """The endpoint's model ids (GET …/models), for the page's model picker; one quick try.
@@ -228,6 +250,16 @@ class LLMClient:
             yield event
         if stats.skipped:
             log.warning("model endpoint %s: skipped %d unreadable stream events", self._log_url, stats.skipped)
+        self._check_finished(stats)
+
+    def _check_finished(self, stats: StreamStats) -> None:
+        """A reply from an endpoint that has sent finish reasons before, ending without one, was cut
+        short: llama-cpp-python's server does that (with a clean [DONE]) when a newer request
+        interrupts it. Endpoints that never send finish reasons are taken at their word."""
+        if stats.finished:
+            _ENDPOINTS_THAT_FINISH.add(self._log_url)
+        elif stats.replied and self._log_url in _ENDPOINTS_THAT_FINISH:
+            raise LLMStreamError(CUT_SHORT)
 
     def _pause(self, attempt: int, error: LLMUnavailable) -> None:
         """Sleep before the next attempt: the server's Retry-After, else exponential backoff with jitter."""
@@ -266,6 +298,16 @@ def collect(events: Iterable[StreamEvent]) -> Completion:
         else:
             finish = event.finish_reason
     return Completion("".join(texts["content"]), finish, usage, "".join(texts["reasoning"]))
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes:
+    """A whole (small) body, or ValueError past `limit` bytes."""
+    body = b""
+    for part in response.iter_content(16 * 1024):
+        body += part
+        if len(body) > limit:
+            raise ValueError("body too large")
+    return body
 
 
 def _arriving(response: requests.Response) -> Iterator[bytes]:

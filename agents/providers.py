@@ -181,6 +181,14 @@ class FailoverClient:
         """The whole reply at once, through the same failover."""
         return collect(self.stream_chat(messages, max_tokens, temperature, extra))
 
+    def prompt_tokens(self, messages, endpoint: Endpoint | None = None) -> int | None:
+        """The server's count of a prompt, asked of `endpoint` (the one that served the reply) or
+        the first; no failover: a count from another model would calibrate the wrong one."""
+        for member, client, _ in self._members:
+            if endpoint is None or member == endpoint:
+                return client.prompt_tokens(messages)
+        return None
+
     def close(self) -> None:
         for _, client, _ in self._members:
             client.close()

@@ -39,6 +39,7 @@ class StreamStats:
     skipped: int = 0
     done: bool = False
     replied: bool = False
+    finished: bool = False  # a finish reason came
 
 
 def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -162,6 +163,7 @@ def _noting_reply(events: Iterator[StreamEvent], stats: StreamStats) -> Iterator
     """The events, noting in `stats` when one is reply text or a finish reason."""
     for event in events:
         stats.replied = stats.replied or event.kind in ("content", "finish")
+        stats.finished = stats.finished or event.kind == "finish"
         yield event
 
 

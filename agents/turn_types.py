@@ -74,3 +74,5 @@ class Reply:
     summary_tokens: int = 0
     agent: str = "chat"
     meta: dict = field(default_factory=dict)
+    # jobs for after the turn, once the conversation is free again (never stored)
+    followups: list[Callable[[], None]] = field(default_factory=list)

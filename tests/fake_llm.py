@@ -98,6 +98,12 @@ class Fault:
         body = {"object": "error", "message": message, "type": VLLM_ERROR_TYPE, "param": None, "code": 500}
         return cls("flat_error", after=after, body=body)
 
+    @classmethod
+    def interrupted(cls, after: int = 2) -> "Fault":
+        """llama-cpp-python's server cutting a reply for a newer request (its default
+        interrupt_requests): `after` tokens, then `data: [DONE]` and a clean end, no finish reason."""
+        return cls("interrupted", after=after)
+
 
 @dataclass
 class Recorded:
@@ -130,6 +136,7 @@ class FakeLLM:
         self.models: list[str] = []             # what GET /v1/models lists besides `model`
         self.responder = None                   # body -> reply text, instead of `reply` (per-request replies)
         self.n_ctx: int | None = None           # llama.cpp's context window (see the module's docstring)
+        self.token_ratio: float | None = None   # report prompt tokens as tiktoken's count times this
         for name, value in settings.items():
             if not hasattr(self, name):
                 raise TypeError(f"FakeLLM has no setting {name!r}")
@@ -192,14 +199,15 @@ class FakeLLM:
             text = self.responder(body)
         pieces = re.findall(r"\s*\S+", text)
         if self.n_ctx and body is not None:  # llama.cpp shortens max_tokens to what the window has left
-            max_tokens = min(max_tokens or self.n_ctx, max(self.n_ctx - prompt_tokens(body), 0))
+            left = max(self.n_ctx - prompt_tokens(body, self.token_ratio), 0)
+            max_tokens = min(max_tokens or self.n_ctx, left)
         if max_tokens and len(pieces) > max_tokens:
             return pieces[:max_tokens], "length"
         return pieces, self.finish_reason
 
     def over_window(self, body: dict) -> bool:
         """True when the prompt alone fills the window (llama-cpp-python: prompt tokens >= n_ctx)."""
-        return bool(self.n_ctx) and prompt_tokens(body) >= self.n_ctx
+        return bool(self.n_ctx) and prompt_tokens(body, self.token_ratio) >= self.n_ctx
 
     def record(self, method: str, path: str, headers: dict, body: dict | None) -> None:
         """Called by the handler for every request."""

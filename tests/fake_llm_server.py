@@ -116,7 +116,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         """llama-cpp-python's answers to a prompt that does not fit: 400 unstreamed, 200 and nothing streamed."""
         if body.get("stream") and not self.fake.ignore_stream:
             return self._stream(body, _EMPTY)
-        asked, limit = prompt_tokens(body), self.fake.n_ctx
+        asked, limit = prompt_tokens(body, self.fake.token_ratio), self.fake.n_ctx
         message = (f"This model's maximum context length is {limit} tokens. However, you requested "
                    f"{asked + (_max_tokens(body) or 0)} tokens ({asked} in the messages, {_max_tokens(body)} in "
                    "the completion). Please reduce the length of the messages or completion.")
@@ -174,6 +174,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         True when it ends cleanly (vLLM's flat error is followed by [DONE] and the last chunk)."""
         if fault.kind == "flat_error":
             return self._write_all([f"data: {json.dumps(fault.body)}", "data: [DONE]"])
+        if fault.kind == "interrupted":
+            return self._write_all(["data: [DONE]"])
         if fault.kind == "error_chunk":
             self._write_all([f"data: {json.dumps(fault.body)}"])
         elif fault.kind == "hang":
@@ -200,8 +202,12 @@ class _Empty:
 _EMPTY = _Empty()
 
 
-def prompt_tokens(body: dict) -> int:
-    """The prompt's size as a real server would report it, counted as words: good enough for a fake."""
+def prompt_tokens(body: dict, token_ratio: float | None = None) -> int:
+    """The prompt's size as a real server would report it: counted as words (good enough for a
+    fake), or with `token_ratio` as the app's own tiktoken count times that (another tokenizer)."""
+    if token_ratio is not None:
+        import utils  # the app's tokenizer, only for this knob
+        return round(utils.request_tokens(body.get("messages", [])) * token_ratio)
     return sum(len(str(message.get("content", "")).split()) + 4 for message in body.get("messages", []))
 
 
@@ -222,7 +228,7 @@ def _events(fake, body: dict):
         yield chunk({"content": piece}), True
     yield chunk({}, finish), False
     if with_usage:
-        usage = _usage(body, len(pieces) + len(reasoning))
+        usage = _usage(body, len(pieces) + len(reasoning), fake.token_ratio)
         yield "data: " + json.dumps({**_envelope(fake), "choices": [], "usage": usage}), False
     if fake.send_done:
         yield "data: [DONE]", False
@@ -241,9 +247,9 @@ def _envelope(fake) -> dict:
             "model": fake.model, "system_fingerprint": "fp_fake"}
 
 
-def _usage(body: dict, completion_tokens: int) -> dict:
-    """Counts a real server would report; prompt tokens as words, good enough for a fake."""
-    prompt = prompt_tokens(body)
+def _usage(body: dict, completion_tokens: int, token_ratio: float | None = None) -> dict:
+    """Counts a real server would report (see prompt_tokens)."""
+    prompt = prompt_tokens(body, token_ratio)
     return {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
             "total_tokens": prompt + completion_tokens}
 
@@ -254,4 +260,4 @@ def _completion(fake, text: str, finish: str, body: dict, tokens: int) -> dict:
         message[fake.reasoning_field] = fake.reasoning
     return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": fake.model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": _usage(body, tokens)}
+            "usage": _usage(body, tokens, fake.token_ratio)}

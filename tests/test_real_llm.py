@@ -5,17 +5,19 @@ test client. Slow (a few minutes on 2 cores): skipped without .venv-llm, require
 The measured figures go to artifacts/real_llm/figures.json and are printed past pytest's capture.
 """
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 import utils
+from agents import calibration, router, titler
 from agents import summariser as summariser_agent
-from agents import titler
 from agents.emitter import RecordingEmitter
 from agents.llm_client import LLMClient
 from app import socketio
+from test_uploads import post_upload, wait_for_job
 
 pytestmark = pytest.mark.real_llm
 
@@ -77,6 +79,13 @@ def wait_for(sock, name, seconds=240.0, condition=lambda events: True):
     raise AssertionError(f"no {name} event in {seconds} s; got {[e['name'] for e in events]}")
 
 
+def wait_idle(tap, seconds: float = 120.0) -> None:
+    """Until every request through the tap has ended."""
+    deadline = time.monotonic() + seconds
+    while not all(r["ended"] for r in tap.requests) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def payloads(events, name):
     return [e["args"][0] for e in events if e["name"] == name]
 
@@ -102,6 +111,7 @@ def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, brow
     log_start = len(llama_server.log())
     conversation_id = None
     for i in range(TURNS):
+        wait_idle(llama_server.tap)  # a person reads the reply before typing; the calibration probe runs then
         data = {"message": user_turn(i)} | ({"conversation_id": conversation_id} if conversation_id else {})
         ack = sock.emit("send_message", data, callback=True)
         assert ack["ok"] is True, ack
@@ -114,7 +124,10 @@ def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, brow
     stored = browser.get(f"/load_conversation/{conversation_id}").get_json()
     assert [m["content"] for m in stored["conversation"] if m["role"] == "user"] == [user_turn(i) for i in range(TURNS)]
     assert len(stored["conversation"]) == 2 * TURNS
-    records = [r for r in llama_server.tap.requests[start:] if r["body"]]
+    wait_idle(llama_server.tap)
+    everything = [r for r in llama_server.tap.requests[start:] if r["body"]]
+    records = [r for r in everything if r["body"].get("stream")]
+    probes = [r for r in everything if not r["body"].get("stream")]
     summaries = [r for r in records if is_summary(r)]
     assert summaries and stored["summary"] and stored["summary"]["content"].strip()
     assert any(stored["summary"]["content"][:40] in r["text"] for r in summaries), "stored summary is not the model's"
@@ -123,10 +136,13 @@ def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, brow
     view = server_view(llama_server, records)
     largest = max(view, key=lambda v: v["server"])
     chats = [v for v in view if not v["summary"]] or view
+    ratio = real_app.extensions["chat_calibration"].ratio("smollm2")
+    off_by = [abs(v["counted"] * ratio - v["server"]) / v["server"] for v in chats]
     record_figures(capsys, turns=TURNS, reply_tokens=REPLY_TOKENS, chat_seconds=round(chatting, 1),
                    finish_reasons={f: finishes.count(f) for f in set(finishes)},
                    summariser_calls=len(summaries), summary_tokens=stored["summary"]["tokens"],
-                   calibration_ratio_learned=real_app.extensions["chat_calibration"].ratio("smollm2"),
+                   calibration_ratio_learned=round(ratio, 3), calibration_probes=len(probes),
+                   calibrated_count_off_by_max=round(max(off_by), 3),
                    server_over_counted=round(sum(v["server"] for v in chats) / sum(v["counted"] for v in chats), 3),
                    largest_prompt_server=largest["server"], largest_prompt_counted=largest["counted"],
                    largest_prompt_plus_max_tokens=max(v["server"] + v["max_tokens"] for v in view),
@@ -135,6 +151,9 @@ def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, brow
                    requests=len(records), replayed=len(view))
     assert largest["server"] < WINDOW
     assert all(v["server"] + v["max_tokens"] <= WINDOW for v in view), "prompt + reply over the window"
+    assert 0 < len(probes) <= calibration.PROBES_PER_MODEL and all(p["status"] == 200 for p in probes)
+    assert ratio > 1.0, "the streams carry no usage: the probes must have taught the ratio"
+    assert max(off_by) <= 0.15, (ratio, chats)
 
 
 def test_real_llm_stop_keeps_partial_reply_and_server_sees_hang_up(sock, browser, llama_server, capsys):
@@ -248,3 +267,91 @@ def test_real_llm_second_request_cuts_the_first_stream_short(llama_server, capsy
     record_figures(capsys, interrupted_stream={"done": cut["done"], "finish": cut["finish"],
                                                "words": len(cut["text"].split())})
     assert cut["done"] and not cut["finish"]
+
+
+def test_real_llm_router_classifier_decides_or_falls_back(make_app, llama_server, capsys):
+    """ROUTER_LLM=true: for messages no rule matches, SmolLM2 is asked for one word. A usable word
+    routes (rule `classifier`); anything else (a sentence, an empty or failed answer) is general chat
+    with the model's answer named in the reasoning (rule `default`). Either way the turn completes."""
+    app = make_app(OPENAI_BASE_URL=llama_server.tap_url, MODEL="smollm2", MAX_TOKENS=WINDOW,
+                   REPLY_TOKENS=32, ROUTER_LLM=True)
+    http = app.test_client()
+    http.get("/")
+    sock = socketio.test_client(app, flask_test_client=http)
+    decisions = []
+    for message in ("Tell me one nice thing about autumn.", "How many legs does a spider have?"):
+        wait_idle(llama_server.tap)
+        start = len(llama_server.tap.requests)
+        sock.emit("send_message", {"message": message}, callback=True)
+        events = wait_for(sock, "response_done")
+        routing = payloads(events, "routing")[0]
+        asked = [r for r in llama_server.tap.requests[start:]
+                 if r["body"] and r["body"]["messages"][0]["content"] == router.CLASSIFIER_PROMPT]
+        assert len(asked) == 1 and asked[0]["status"] == 200
+        answer = asked[0]["text"]
+        first_word = (re.match(r"[a-z]+", answer.strip().lower()) or [""])[0]  # what the router reads
+        assert routing["rule"] in ("classifier", "default")
+        if routing["rule"] == "classifier":
+            assert routing["matches"] == [first_word] and first_word in ("math", "chat")
+        else:
+            assert routing["agent"] == "chat" and "general chat" in routing["reasoning"]
+        assert payloads(events, "response_done")[0]["finish_reason"] in ("stop", "length")
+        decisions.append({"model_said": answer[:40], "rule": routing["rule"], "agent": routing["agent"],
+                          "reasoning": routing["reasoning"]})
+    sock.disconnect()
+    record_figures(capsys, router_classifier=decisions)
+
+
+def test_real_llm_knowledge_agent_answers_from_an_upload_with_citations(make_app, llama_server, capsys):
+    """An uploaded file, a question about it: the excerpt reaches the model under its source heading,
+    the reply completes and ends with the sources, and the stored reply carries the citation."""
+    app = make_app(OPENAI_BASE_URL=llama_server.tap_url, MODEL="smollm2", MAX_TOKENS=WINDOW,
+                   REPLY_TOKENS=48)
+    http = app.test_client()
+    http.get("/")
+    facts = (b"Brightwater lighthouse was built in 1887 on the north cliff.\n\n"
+             b"Its keeper, Maren Holt, kept a log of every storm until 1931.\n")
+    job = wait_for_job(http, post_upload(http, "lighthouse.txt", facts).get_json()["job_id"], seconds=300)
+    assert job["status"] == "done", job
+    sock = socketio.test_client(app, flask_test_client=http)
+    wait_idle(llama_server.tap)
+    start = len(llama_server.tap.requests)
+    ack = sock.emit("send_message", {"message": "/ask When was the Brightwater lighthouse built?"}, callback=True)
+    events = wait_for(sock, "response_done")
+    sock.disconnect()
+    done = payloads(events, "response_done")[0]
+    assert done["agent"] == "knowledge" and done["finish_reason"] in ("stop", "length"), done
+    asked = [r for r in llama_server.tap.requests[start:] if r["body"] and r["body"].get("stream")]
+    assert any("[lighthouse.txt" in r["body"]["messages"][0]["content"] and "1887" in r["body"]["messages"][0]["content"]
+               for r in asked)
+    citations = done["meta"]["citations"]
+    assert citations and all(c["file_name"] == "lighthouse.txt" for c in citations)
+    reply = http.get(f"/load_conversation/{ack['conversation_id']}").get_json()["conversation"][-1]
+    assert reply["content"].rstrip().endswith("Sources: lighthouse.txt (chunk 1)")
+    record_figures(capsys, knowledge_reply=reply["content"][:300], knowledge_mentions_1887="1887" in reply["content"])
+
+
+def test_real_llm_empty_stream_replans_once_then_says_so(make_app, llama_server, capsys):
+    """The app believes the window is 4,096 tokens; the server's is 1,024. A 1,300-token question
+    gets HTTP 200 and an empty stream: the turn re-plans tighter once, then the user gets a clear
+    error, the question is kept and the reply is stored marked `error`, never as an empty success."""
+    from agents.chat_agent import RETURNED_NOTHING
+    app = make_app(OPENAI_BASE_URL=llama_server.tap_url, MODEL="smollm2", MAX_TOKENS=4096, REPLY_TOKENS=64)
+    http = app.test_client()
+    http.get("/")
+    sock = socketio.test_client(app, flask_test_client=http)
+    question = "Count the walruses: " + "walrus " * 1300
+    wait_idle(llama_server.tap)
+    start, log_start = len(llama_server.tap.requests), len(llama_server.log())
+    ack = sock.emit("send_message", {"message": question}, callback=True)
+    events = wait_for(sock, "response_done", 120)
+    sock.disconnect()
+    sent = [r for r in llama_server.tap.requests[start:] if r["body"] and r["body"].get("stream")]
+    assert len(sent) == 2, "one try and one tighter re-plan"
+    assert all(r["status"] == 200 and not r["text"] and not r["finish"] for r in sent)
+    assert payloads(events, "error")[-1]["message"] == RETURNED_NOTHING
+    stored = http.get(f"/load_conversation/{ack['conversation_id']}").get_json()["conversation"]
+    assert [m["role"] for m in stored] == ["user", "assistant"] and stored[0]["content"] == question
+    assert stored[1]["finish_reason"] == "error" and stored[1]["content"] == ""
+    assert "exceed context window" in llama_server.log()[log_start:]
+    record_figures(capsys, empty_stream_requests=len(sent), empty_stream_done=[r["done"] for r in sent])

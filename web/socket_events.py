@@ -296,9 +296,10 @@ def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, doc
     emitter = SocketEmitter(socketio, inflight, conversation_id, reply_id, config.STREAM_FLUSH_MS)
     deps = TurnDeps(app.extensions["chat_store"].get(), config, app.extensions["chat_providers"],
                     app.extensions["chat_calibration"])
+    reply = None
     try:
-        run_turn(deps, user_id, conversation_id, message_id, reply_id, emitter,
-                 stopped=lambda: inflight.stop_requested(reply_id), attachment=document_id, model=model)
+        reply = run_turn(deps, user_id, conversation_id, message_id, reply_id, emitter,
+                         stopped=lambda: inflight.stop_requested(reply_id), attachment=document_id, model=model)
     except Exception:
         metrics.error("internal")
         log.exception("Generation failed")
@@ -308,6 +309,16 @@ def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, doc
         generations.finished(reply_id)
     if config.AUTO_TITLE:
         _retitle(socketio, deps, user_id, conversation_id)
+    _run_followups(reply)
+
+
+def _run_followups(reply) -> None:
+    """The reply's after-turn jobs (a calibration probe); one failing never stops the next."""
+    for job in reply.followups if reply is not None else ():
+        try:
+            job()
+        except Exception:
+            log.exception("An after-turn job failed")
 
 
 def _retitle(socketio, deps: TurnDeps, user_id: str, conversation_id: str) -> None:
