@@ -4,16 +4,17 @@ Pure functions, no Flask. The text is tokenised line by line, never in one call:
 the GIL while it builds the token list, so one 5 MB call would stall every other thread for
 ~100 ms, while a line at a time keeps each step to a fraction of a millisecond. Between lines
 `pause()` is called, so an event loop can run its other work (agents/offload.pauser).
+Documents pass `breaks`, the offsets where their pages or headed sections start: the best places to cut.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import utils
 
-PARAGRAPH, LINE, SENTENCE, NONE = 3, 2, 1, 0  # how good a place to cut after a piece is
+SECTION, PARAGRAPH, LINE, SENTENCE, NONE = 4, 3, 2, 1, 0  # how good a place to cut after a piece is
 MAX_PIECE_CHARS = 2000
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 _LINE = re.compile(r"[^\n]*\n|[^\n]+")
@@ -37,16 +38,16 @@ class _Piece:
 
 def chunk_text(text: str, chunk_tokens: int, overlap_tokens: int = 0,
                count: Callable[[str], int] = utils.count_tokens,
-               pause: Callable[[], None] = lambda: None) -> list[Chunk]:
+               pause: Callable[[], None] = lambda: None, breaks: Collection[int] = ()) -> list[Chunk]:
     """Chunks of at most chunk_tokens each, cut at the strongest boundary in the chunk's second
-    half (paragraph, then line, then sentence); each chunk after the first repeats up to
-    overlap_tokens of the previous chunk's end, so no sentence loses its context."""
+    half (a section start in `breaks`, paragraph, then line, then sentence); each chunk after the
+    first repeats up to overlap_tokens of the previous chunk's end, so no sentence loses its context."""
     if chunk_tokens <= 0:
         raise ValueError("chunk_tokens must be positive")
     overlap_tokens = max(0, min(overlap_tokens, chunk_tokens // 2))
     chunks: list[Chunk] = []
     current: list[_Piece] = []
-    for piece in _pieces(text, chunk_tokens, count, pause):
+    for piece in _pieces(text, chunk_tokens, count, pause, frozenset(breaks)):
         while current and _total(current) + piece.tokens > chunk_tokens:
             cut = _best_cut(current, chunk_tokens)
             emitted, rest = current[:cut], current[cut:]
@@ -89,7 +90,7 @@ def _tail(pieces: list[_Piece], limit: int) -> list[_Piece]:
 
 
 def _pieces(text: str, chunk_tokens: int, count: Callable[[str], int],
-            pause: Callable[[], None]) -> Iterator[_Piece]:
+            pause: Callable[[], None], breaks: frozenset[int] = frozenset()) -> Iterator[_Piece]:
     """Lines (a blank line after one marks a paragraph end), long lines cut into sentences and,
     if still too long, into token-bounded slices; joined, the pieces are the text exactly.
     A generator, so the caller's packing interleaves with it between pauses."""
@@ -100,7 +101,8 @@ def _pieces(text: str, chunk_tokens: int, count: Callable[[str], int],
         strength = PARAGRAPH if paragraph_end else LINE
         parts = _split_long(line, chunk_tokens, count)
         for j, (part, tokens, boundary) in enumerate(parts):
-            yield _Piece(part, tokens, strength if j + 1 == len(parts) else boundary, offset)
+            boundary = strength if j + 1 == len(parts) else boundary
+            yield _Piece(part, tokens, SECTION if offset + len(part) in breaks else boundary, offset)
             offset += len(part)
 
 
@@ -162,4 +164,4 @@ def _token_slices(text: str, chunk_tokens: int) -> list[str]:
     _, offsets = utils.encoding().decode_with_offsets(tokens)
     step = max(1, chunk_tokens // 2)
     starts = sorted({offsets[i] for i in range(0, len(tokens), step)} | {0})
-    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)]) if a < b]
+    return [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)], strict=False) if a < b]

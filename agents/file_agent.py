@@ -6,16 +6,19 @@ one call. A file of more chunks than FILE_MAX_MODEL_CALLS allows is analysed in 
 selection of them (every chunk stays stored and searchable), and the answer says so: the cost of
 one upload is bounded in calls and, as chunks have a fixed size, in tokens. Each model call is
 cached by a hash of its exact input (per user), so the same file again, under any name, costs no
-model calls. Prompts never contain the file name for that reason. Tokenising yields to the event
-loop between lines (agents/offload.py).
+model calls. Prompts never contain the file name for that reason: a document's parts are labelled
+with their pages or headings ([p. 3], [§ Methods]), the model cites those, and `cite` adds the
+file name afterwards ([report.pdf, p. 3]). Tokenising yields to the event loop between lines
+(agents/offload.py).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -24,6 +27,7 @@ import utils
 from agents import offload
 from agents.llm_client import LLMError, LLMStreamError, LLMUnavailable
 from agents.turn_types import Reply, Turn
+from documents.sections import label
 
 log = logging.getLogger("chat.agent.file")
 PROMPT_VERSION = "1"
@@ -37,8 +41,12 @@ REDUCE_PROMPT = ("Combine these notes on consecutive parts of one file into one 
                  "{instruction}\nWrite for the user, in Markdown, without mentioning the parts.")
 LONG_FILE = ("\n\n_This file is long: {analysed} of its {chunks} parts were analysed, spread evenly "
              "through it. All of it is stored: ask about any part with /ask._")
+WHERE = ("\nThis part is {where} of the document. Put the location in square brackets after each "
+         "fact you note, as it is written here: [{where}].")
+CITE_LOCATIONS = " Keep the locations in square brackets ([p. 3], [§ Methods]) after the facts they support."
 NOTE_OVERHEAD_TOKENS = 16  # "Part 123:\n" and the line break between notes, with room to spare
-NO_FILE = "You have no uploaded files yet. Upload a text file, then ask about it with /file."
+NO_FILE = "You have no uploaded files yet. Upload a file, then ask about it with /file."
+_LOCATION = re.compile(r"\[((?:pp?\.|§) [^\[\]\n]{1,200})\]")
 RETRYABLE = (LLMUnavailable, LLMStreamError)
 
 
@@ -60,6 +68,10 @@ class Analysis:
                 "analysed_chunks": self.analysed_chunks}
 
 
+def _where(location: str | None) -> str:
+    return WHERE.format(where=location) if location else ""
+
+
 def spread(total: int, wanted: int) -> list[int]:
     """`wanted` indexes out of range(total), evenly spread, first and last included."""
     if wanted >= total:
@@ -74,6 +86,11 @@ def reduce_calls(items: int, item_tokens: int, reply_tokens: int, room: int) -> 
     per_call = max(1, room // item_tokens)
     calls = -(-items // per_call)
     return 1 if calls <= 1 else calls + reduce_calls(calls, reply_tokens + 1, reply_tokens, room)
+
+
+def cite(text: str, file_name: str) -> str:
+    """[p. 3] -> [report.pdf, p. 3]: the model saw locations only (its prompts never hold file names)."""
+    return _LOCATION.sub(lambda found: f"[{file_name}, {found.group(1)}]", text)
 
 
 def split(text: str, config) -> list[chunking.Chunk]:
@@ -95,18 +112,23 @@ class FileAnalyser:
                            retry=retry_if_exception_type(RETRYABLE), reraise=True,
                            **({"sleep": sleep} if sleep else {}))
 
-    def run(self, chunks: list[str], instruction: str = DEFAULT_INSTRUCTION) -> Analysis:
+    def run(self, chunks: list[str], instruction: str = DEFAULT_INSTRUCTION,
+            labels: list[str | None] | None = None) -> Analysis:
+        """`labels`: each chunk's location ('p. 3', '§ Methods') or None; the analysis cites them."""
         self.analysis = Analysis("", len(chunks), analysed_chunks=1)
         reply_tokens = self.config.REPLY_TOKENS
+        labels = labels or [None] * len(chunks)
         if len(chunks) == 1:
             self.progress({"phase": "analysing", "done": 0, "total": 1})
-            text = self._call(SINGLE_PROMPT.format(instruction=instruction), chunks[0], reply_tokens)
+            text = self._call(SINGLE_PROMPT.format(instruction=instruction) + _where(labels[0]), chunks[0],
+                              reply_tokens)
             self.progress({"phase": "analysing", "done": 1, "total": 1})
             self.analysis.text = text
             return self.analysis
         notes_tokens = max(64, reply_tokens // 2)
         window = self.config.context_window(self.client.model)
-        picked = spread(len(chunks), self._map_budget(notes_tokens, window))
+        label_tokens = max((utils.count_tokens(f" ({where})") for where in labels if where), default=0)
+        picked = spread(len(chunks), self._map_budget(notes_tokens + label_tokens, window))
         self.analysis.analysed_chunks = len(picked)
         done = [0]
 
@@ -114,7 +136,8 @@ class FileAnalyser:
             index, chunk = item
             if self.stopped():
                 raise Stopped()
-            prompt = MAP_PROMPT.format(part=index + 1, parts=len(chunks), instruction=instruction)
+            prompt = (MAP_PROMPT.format(part=index + 1, parts=len(chunks), instruction=instruction)
+                      + _where(labels[index]))
             try:
                 notes = utils.truncate_tokens(self._call(prompt, chunk, notes_tokens), notes_tokens)
             except LLMError as error:  # one bad part must not sink the whole file
@@ -124,14 +147,14 @@ class FileAnalyser:
             with self._lock:
                 done[0] += 1
                 self.progress({"phase": "analysing", "done": done[0], "total": len(picked)})
-            return f"Part {index + 1}:\n{notes}"
+            return f"Part {index + 1}{f' ({labels[index]})' if labels[index] else ''}:\n{notes}"
 
         self.progress({"phase": "analysing", "done": 0, "total": len(picked)})
         notes = offload.bounded_map(analyse, [(i, chunks[i]) for i in picked], self.config.FILE_WORKERS)
         if len(self.analysis.errors) == len(picked):
             raise LLMError(self.analysis.errors[-1])
         self.progress({"phase": "combining", "done": len(picked), "total": len(picked)})
-        reduce_prompt = REDUCE_PROMPT.format(instruction=instruction)
+        reduce_prompt = REDUCE_PROMPT.format(instruction=instruction) + (CITE_LOCATIONS if any(labels) else "")
         text, _ = utils.summarise_recursive(notes, lambda joined, cap: self._call(reduce_prompt, joined, cap),
                                             reply_tokens, window)
         failed = len(self.analysis.errors)
@@ -187,16 +210,17 @@ def answer_in_chat(turn: Turn) -> Reply:
     if client is None:
         return turn.say(f"No model endpoint is configured, so I cannot analyse {document['file_name']}. "
                         "Ask about it with /ask to see the matching passages.", "file", meta)
-    chunks = [chunk["content"] for chunk in store.document_chunks(turn.user_id, document["document_id"])]
+    stored = store.document_chunks(turn.user_id, document["document_id"])
+    chunks, labels = [chunk["content"] for chunk in stored], [label(chunk.get("meta")) for chunk in stored]
     analyser = FileAnalyser(store, turn.user_id, client, turn.deps.config,
                             progress=lambda payload: turn.emitter.progress({**payload, **meta}),
                             stopped=turn.stopped)
     turn.emitter.status("analysing", f"Analysing {document['file_name']} ({len(chunks)} chunks)…")
     try:
-        analysis = analyser.run(chunks, turn.text.strip() or DEFAULT_INSTRUCTION)
+        analysis = analyser.run(chunks, turn.text.strip() or DEFAULT_INSTRUCTION, labels)
     except Stopped:
         return Reply("Analysis stopped.", "stopped", agent="file", meta=meta)
     except LLMError as error:
         turn.emitter.error(error.message)
         return Reply("", "error", agent="file", meta=meta)
-    return turn.say(analysis.text, "file", {**meta, **analysis.public()})
+    return turn.say(cite(analysis.text, document["file_name"]), "file", {**meta, **analysis.public()})

@@ -30,11 +30,10 @@ import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import free_port, page_session  # noqa: E402
-from fake_llm_process import start_fake_llm, stop_process  # noqa: E402
+from conftest import free_port, page_session
+from fake_llm_process import start_fake_llm, stop_process
 
-WORDS = ("alpha budget contract delivery estimate forecast growth harbour invoice journey kernel ledger "
-         "margin network orbit payment quarter revenue schedule target update vendor warehouse yield").split()
+WORDS = ["alpha", "budget", "contract", "delivery", "estimate", "forecast", "growth", "harbour", "invoice", "journey", "kernel", "ledger", "margin", "network", "orbit", "payment", "quarter", "revenue", "schedule", "target", "update", "vendor", "warehouse", "yield"]
 
 
 def make_text(megabytes: float, seed: int = 7) -> bytes:
@@ -144,7 +143,7 @@ def main() -> None:
             upload_started = time.perf_counter()
             first, wall = upload_and_wait(http, base, data, "report.txt")
             busy = list(pinger.samples)
-            worst = sorted(zip(pinger.samples, pinger.when), reverse=True)[:5]
+            worst = sorted(zip(pinger.samples, pinger.when, strict=False), reverse=True)[:5]
             print("longest stalls (ms @ seconds after the upload started):",
                   ", ".join(f"{rtt * 1000:.0f} @ {at - upload_started:.2f}" for rtt, at in worst))
             pinger.recording.clear()
@@ -163,10 +162,10 @@ def report(args, size, first, wall, second, wall_again, idle, busy) -> None:
     reduce_calls = calls - chunks
     sequential = calls * args.delay
     ideal = (math.ceil(chunks / args.workers) + reduce_calls) * args.delay
-    print("")
+    print()
     print(f"file: {size / 1024 / 1024:.2f} MB, {chunks} chunks of <= 1000 tokens, pool {args.workers}, "
           f"fake model {args.delay * 1000:.0f} ms per call")
-    print("")
+    print()
     print("| measure | value | target |")
     print("|---|---|---|")
     print(f"| model calls (map + reduce) | {chunks} + {reduce_calls} | |")

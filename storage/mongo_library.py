@@ -10,8 +10,18 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from .base import (NotFound, Record, as_utc, job_changes, new_id, query_terms, utcnow, validate_cache_value,
-                   validate_document)
+from .base import (
+    NotFound,
+    Record,
+    as_utc,
+    job_changes,
+    new_id,
+    query_terms,
+    utcnow,
+    validate_cache_value,
+    validate_chunk_meta,
+    validate_document,
+)
 
 _DOCUMENT_KEYS = ("document_id", "user_id", "conversation_id", "file_name", "content_hash", "chunk_count",
                   "tokens", "created_at")
@@ -41,9 +51,11 @@ class MongoLibrary:
 
     # -- documents ---------------------------------------------------------------------------
     def add_document(self, user_id: str, file_name: str, content_hash: str, chunks: list[str],
-                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0) -> Record:
+                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0,
+                     chunk_meta: list[dict | None] | None = None) -> Record:
         """The unique (user_id, content_hash) index decides a race between two equal uploads."""
         validate_document(chunks, chunk_tokens)
+        validate_chunk_meta(chunks, chunk_meta)
         owned = {"conversation_id": conversation_id, "user_id": user_id}
         if conversation_id is not None and self.conversations.find_one(owned, {"_id": 1}) is None:
             raise NotFound(conversation_id)
@@ -58,17 +70,19 @@ class MongoLibrary:
                                                        return_document=ReturnDocument.AFTER)
             if known is None:  # deleted between the two calls: store it afresh
                 return self.add_document(user_id, file_name, content_hash, chunks, chunk_tokens, conversation_id,
-                                         size_bytes)
+                                         size_bytes, chunk_meta)
             return _document(known)
-        self._insert_chunks(doc, chunks, chunk_tokens)
+        self._insert_chunks(doc, chunks, chunk_tokens, chunk_meta or [None] * len(chunks))
         return _document(doc)
 
-    def _insert_chunks(self, doc: dict, chunks: list[str], chunk_tokens: list[int]) -> None:
+    def _insert_chunks(self, doc: dict, chunks: list[str], chunk_tokens: list[int],
+                       chunk_meta: list[dict | None]) -> None:
         """One batched insert_many; if it fails, the document goes too (no half-stored upload)."""
         if not chunks:
             return
         rows = [{"document_id": doc["document_id"], "user_id": doc["user_id"], "idx": i, "content": text,
-                 "tokens": n} for i, (text, n) in enumerate(zip(chunks, chunk_tokens))]
+                 "tokens": n, **({} if meta is None else {"meta": meta})}
+                for i, (text, n, meta) in enumerate(zip(chunks, chunk_tokens, chunk_meta, strict=False))]
         try:
             self.doc_chunks.insert_many(rows, ordered=False)
         except PyMongoError:
@@ -104,7 +118,7 @@ class MongoLibrary:
         if not words or limit <= 0:
             return []
         where = {"user_id": user_id, "$text": {"$search": " ".join(words)}}
-        fields = {"_id": 0, "document_id": 1, "idx": 1, "content": 1, "tokens": 1, "score": _TEXT_SCORE}
+        fields = {"_id": 0, "document_id": 1, "idx": 1, "content": 1, "tokens": 1, "meta": 1, "score": _TEXT_SCORE}
         hits = list(self.doc_chunks.find(where, fields).sort([("score", _TEXT_SCORE)]).limit(limit))
         names = {doc["document_id"]: doc["file_name"] for doc in self.documents.find(
             {"user_id": user_id, "document_id": {"$in": [hit["document_id"] for hit in hits]}})}
@@ -164,8 +178,11 @@ def _document(doc: dict) -> Record:
 
 
 def _chunk(doc: dict) -> Record:
-    return {"document_id": doc["document_id"], "index": doc["idx"], "content": doc["content"],
-            "tokens": doc["tokens"]}
+    record = {"document_id": doc["document_id"], "index": doc["idx"], "content": doc["content"],
+              "tokens": doc["tokens"]}
+    if doc.get("meta") is not None:  # where the chunk is in its document (pages, headings)
+        record["meta"] = doc["meta"]
+    return record
 
 
 def _job(doc: dict) -> Record:

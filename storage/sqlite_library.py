@@ -10,8 +10,17 @@ import json
 import sqlite3
 from datetime import datetime
 
-from .base import (NotFound, Record, job_changes, new_id, query_terms, utcnow, validate_cache_value,
-                   validate_document)
+from .base import (
+    NotFound,
+    Record,
+    job_changes,
+    new_id,
+    query_terms,
+    utcnow,
+    validate_cache_value,
+    validate_chunk_meta,
+    validate_document,
+)
 from .sqlite_migrations import RANK_WEIGHTS, iso, match_expression
 
 _DOCUMENT_COLUMNS = ("document_id, user_id, conversation_id, file_name, content_hash, chunk_count, "
@@ -25,9 +34,12 @@ class SqliteLibrary:
 
     # -- documents ---------------------------------------------------------------------------
     def add_document(self, user_id: str, file_name: str, content_hash: str, chunks: list[str],
-                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0) -> Record:
+                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0,
+                     chunk_meta: list[dict | None] | None = None) -> Record:
         """One transaction, so a document is never seen without its chunks (or twice)."""
         validate_document(chunks, chunk_tokens)
+        validate_chunk_meta(chunks, chunk_meta)
+        metas = [None if m is None else json.dumps(m) for m in chunk_meta or [None] * len(chunks)]
         with self._write() as db:
             if conversation_id is not None and not _owns_conversation(db, user_id, conversation_id):
                 raise NotFound(conversation_id)
@@ -40,10 +52,10 @@ class SqliteLibrary:
             db.execute(f"INSERT INTO documents ({_DOCUMENT_COLUMNS}, size_bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (document_id, user_id, conversation_id, file_name, content_hash, len(chunks),
                         sum(chunk_tokens), iso(utcnow()), max(0, size_bytes)))
-            db.executemany("INSERT INTO document_chunks (document_id, user_id, idx, content, tokens) "
-                           "VALUES (?, ?, ?, ?, ?)",
-                           ((document_id, user_id, i, text, n) for i, (text, n) in
-                            enumerate(zip(chunks, chunk_tokens))))
+            db.executemany("INSERT INTO document_chunks (document_id, user_id, idx, content, tokens, meta) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           ((document_id, user_id, i, text, n, meta) for i, (text, n, meta) in
+                            enumerate(zip(chunks, chunk_tokens, metas, strict=False))))
             return _document(db, user_id, document_id)
 
     def upload_bytes(self, user_id: str | None) -> int:
@@ -63,7 +75,7 @@ class SqliteLibrary:
         return [_document_record(row) for row in rows]
 
     def document_chunks(self, user_id: str, document_id: str) -> list[Record]:
-        rows = self._db().execute("SELECT document_id, idx, content, tokens FROM document_chunks "
+        rows = self._db().execute("SELECT document_id, idx, content, tokens, meta FROM document_chunks "
                                   "WHERE document_id = ? AND user_id = ? ORDER BY idx", (document_id, user_id))
         return [_chunk_record(row) for row in rows]
 
@@ -74,7 +86,7 @@ class SqliteLibrary:
             return []
         match = match_expression(user_id, words, "OR", column="content")
         rows = self._db().execute(
-            "SELECT c.document_id, c.idx, c.content, c.tokens, d.file_name, top.score FROM "
+            "SELECT c.document_id, c.idx, c.content, c.tokens, c.meta, d.file_name, top.score FROM "
             f"(SELECT rowid, bm25(document_chunks_fts, {RANK_WEIGHTS}) AS score FROM document_chunks_fts "
             " WHERE document_chunks_fts MATCH ? ORDER BY score LIMIT ?) top "
             "JOIN document_chunks c ON c.rowid = top.rowid JOIN documents d ON d.document_id = c.document_id "
@@ -160,5 +172,8 @@ def _document_record(row: sqlite3.Row) -> Record:
 
 
 def _chunk_record(row: sqlite3.Row) -> Record:
-    return {"document_id": row["document_id"], "index": row["idx"], "content": row["content"],
-            "tokens": row["tokens"]}
+    record = {"document_id": row["document_id"], "index": row["idx"], "content": row["content"],
+              "tokens": row["tokens"]}
+    if row["meta"] is not None:  # where the chunk is in its document (pages, headings)
+        record["meta"] = json.loads(row["meta"])
+    return record

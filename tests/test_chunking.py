@@ -1,6 +1,9 @@
 """Chunking a file: token bounds, natural boundaries, overlap, nothing lost."""
+import itertools
+
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import utils
 from chunking import chunk_text
@@ -10,7 +13,7 @@ def _covers(text: str, chunks) -> bool:
     """Every chunk is the text at its offset, each starts no later than the previous one ends
     (no gap) and after the previous one starts (progress), and the last one reaches the end."""
     end = 0
-    for before, chunk in zip([None] + chunks, chunks):
+    for before, chunk in zip([None] + chunks, chunks, strict=False):
         if text[chunk.start:chunk.start + len(chunk.text)] != chunk.text or chunk.start > end:
             return False
         if before is not None and chunk.start <= before.start:
@@ -39,7 +42,7 @@ def test_chunks_cut_at_paragraph_boundaries_when_possible():
 def test_neighbouring_chunks_overlap():
     lines = [f"Line number {i} says something." for i in range(400)]
     chunks = chunk_text("\n".join(lines), 200, 40)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         last_line = before.text.rstrip("\n").rsplit("\n", 1)[-1]
         assert last_line in after.text  # the end of one chunk starts the next
 

@@ -3,12 +3,12 @@ import re
 import time
 
 import pytest
+from fake_llm import Fault
 
 import utils
-from agents.file_agent import MAP_PROMPT, FileAnalyser, Stopped, split
+from agents.file_agent import FileAnalyser, Stopped, split
 from agents.providers import Providers
 from config import TestConfig
-from fake_llm import Fault
 from storage.sqlite_store import SqliteStore
 
 PART = re.compile(r"part (\d+) of (\d+)")

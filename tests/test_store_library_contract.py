@@ -5,15 +5,16 @@ import importlib
 import sqlite3
 import time
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from conftest import MONGOMOCK_SKIP, STORE_KINDS, migrated_store
+
 from storage import NotFound
 from storage.base import JOB_STATUSES
+from storage.sqlite_migrations import MIGRATIONS
 
-NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
 PENGUINS = ["Penguins live in Antarctica.",
             "Penguins eat krill. Penguins chase krill and more krill under the ice, penguins everywhere.",
             "Owls hunt mice at night.",
@@ -174,7 +175,7 @@ def test_store_search_chunks_is_scoped_to_the_user(penguins):
     store, _ = penguins
     assert {h["file_name"] for h in store.search_chunks("bob", "penguin krill owls")} == {"bobs.txt"}
     assert store.search_chunks("carol", "penguin") == []
-    alice_owner_token = "u" + "alice".encode().hex()  # the SQLite store's per-user FTS token
+    alice_owner_token = "u" + b"alice".hex()  # the SQLite store's per-user FTS token
     assert store.search_chunks("bob", alice_owner_token) == []
     assert store.search_chunks("alice", alice_owner_token) == []
 
@@ -350,7 +351,7 @@ def test_init_db_creates_the_library_once(tmp_path):
     from init_db import initialize_db
     config = TestConfig(tmp_path)
     applied = initialize_db(config)
-    assert [line[:5] for line in applied] == ["0001 ", "0002 ", "0003 ", "0004 ", "0005 ", "0006 ", "0007 "]
+    assert [line[:5] for line in applied] == [f"{version:04d} " for version, _, _ in MIGRATIONS]  # all, in order
     assert initialize_db(config) == [] and initialize_db(config, check=True) == []
     with closing(sqlite3.connect(config.sqlite_path)) as db:
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
@@ -369,7 +370,7 @@ def test_mongo_migrate_creates_library_indexes(mongo_store):
                 ("model_cache", "user_key_idx"): [("user_id", 1), ("key", 1)]}
     for (collection, name), key in expected.items():
         assert list(indexes[collection][name]["key"]) == key and indexes[collection][name]["unique"] is True
-    assert list(indexes["document_chunks"]["chunk_text_idx"]["key"])[0] == ("user_id", 1)
+    assert next(iter(indexes["document_chunks"]["chunk_text_idx"]["key"])) == ("user_id", 1)
     assert "documents_conversation_idx" in indexes["documents"]
 
 

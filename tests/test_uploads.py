@@ -3,7 +3,6 @@ import io
 import time
 
 import pytest
-
 from fake_llm import Fault
 
 
@@ -23,7 +22,7 @@ def wait_for_job(client, job_id, seconds=10.0):
 
 
 @pytest.mark.parametrize("data, encoding", [
-    ("héllo wörld".encode("utf-8"), "utf-8"),
+    ("héllo wörld".encode(), "utf-8"),
     ("\ufeffhello".encode("utf-8"), "utf-8-sig"),
     ("hello ünïcode".encode("utf-16"), "utf-16"),
     ("café".encode("latin-1"), "latin-1"),

@@ -1,7 +1,9 @@
 """`/upload_file` validates at once and answers with a job; `/jobs/<id>` reports on it.
 
-The file is decoded once, here, and its text saved under a random name in instance/uploads
-(never under static/, never under the user's name); the job deletes it once it is analysed.
+A text file is decoded once, here, and its text saved under a random name in instance/uploads
+(never under static/, never under the user's name); a PDF or DOCX is saved as it came, once its
+first bytes agree with its name (documents/kinds.py), and its job reads its text in a bounded
+worker process (documents/extract.py). The job deletes the saved file once it is analysed.
 Before anything is saved, the upload counts as a message (the message rate) and as model work
 running at once (the per-user cap replies count against), and its bytes are held in the upload
 quotas (web/quotas.py) until its job has stored them: concurrent uploads cannot all pass.
@@ -16,6 +18,8 @@ from werkzeug.utils import secure_filename
 
 import utils
 from agents.file_jobs import UploadJob, run_upload_job, sweep_orphans
+from documents import kinds
+
 from . import generations, quotas
 from .context import current_user_id, get_store, owned_conversation
 from .quotas import QuotaExceeded, Release
@@ -33,7 +37,7 @@ def upload_folder(config) -> Path:
 
 @bp.post("/upload_file")
 def upload_file():
-    """Validate one text file, save it, and start its analysis; 202 with the job id."""
+    """Validate one file (text, PDF or DOCX), save it, and start its analysis; 202 with the job id."""
     config = current_app.config["CHAT"]
     upload = request.files.get("file")
     if upload is None:
@@ -49,27 +53,23 @@ def upload_file():
         abort(413, f"File is larger than the {config.MAX_FILE_SIZE_MB:g} MB limit.")
     if not raw:
         abort(400, "The file is empty.")
-    try:
-        text, encoding = utils.decode_text(raw)
-    except utils.NotText as error:
-        abort(415, str(error))
-    if not text.strip():
-        abort(400, "The file contains only whitespace.")
+    kind = kinds.kind_of(name)
+    saved, encoding, characters = _content(kind, name, raw)
     store, user_id = get_store(), current_user_id()
     release_quota, release_slot = _claim(store, user_id, len(raw), config)
     try:
         conversation_id = _conversation_for(store, user_id, name)
         job = store.create_job(user_id, "file_analysis", conversation_id)
-        path = _save(upload_folder(config), text.encode("utf-8"))
+        path = _save(upload_folder(config), saved)
         _start(UploadJob(user_id, job["job_id"], conversation_id, path, name, len(raw), encoding,
-                         release_quota=release_quota, release_slot=release_slot))
+                         release_quota=release_quota, release_slot=release_slot, kind=kind))
     except BaseException:  # the job never started: it cannot give the holds back itself
         release_quota()
         release_slot()
         raise
     return jsonify(message="File was uploaded; its analysis has started.", job_id=job["job_id"],
                    status=job["status"], conversation_id=conversation_id, file_name=name,
-                   size_bytes=len(raw), encoding=encoding, characters=len(text)), 202
+                   size_bytes=len(raw), encoding=encoding, characters=characters), 202
 
 
 @bp.get("/jobs/<job_id>")
@@ -84,6 +84,25 @@ def get_job(job_id: str):
     elif job["status"] == "error":
         body["message"] = job["error"]
     return jsonify(body)
+
+
+def _content(kind: str, name: str, raw: bytes) -> tuple[bytes, str, int | None]:
+    """What to save, what it was decoded from, its characters; 415 when the first bytes do not
+    agree with the name. A PDF or DOCX is saved as it came (its encoding is its kind; its characters
+    are counted by its job); a text file is decoded (415 when it is not text)."""
+    try:
+        kinds.check_signature(kind, name, raw)
+    except kinds.WrongType as error:
+        abort(415, str(error))
+    if kind != "text":
+        return raw, kind, None
+    try:
+        text, encoding = utils.decode_text(raw)
+    except utils.NotText as error:
+        abort(415, str(error))
+    if not text.strip():
+        abort(400, "The file contains only whitespace.")
+    return text.encode("utf-8"), encoding, len(text)
 
 
 def _claim(store, user_id: str, size: int, config) -> tuple[Release, Release]:
