@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +31,7 @@ class LiveApp:
                     **{name: str(value) for name, value in settings.items()}}
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "LiveApp":
+    def start(self) -> LiveApp:
         self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

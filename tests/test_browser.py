@@ -7,7 +7,6 @@ import re
 import time
 
 import pytest
-
 from browser_support import LiveApp, Watched, launch_chromium
 
 sync_api = pytest.importorskip("playwright.sync_api")

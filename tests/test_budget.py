@@ -2,7 +2,8 @@
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import utils
 from utils import Budget, MessageTooLarge, assemble_context
@@ -118,7 +119,7 @@ def test_budget_calibration_ratio_shrinks_the_room():
 def test_budget_300_turns_summarises_only_on_overflowing_turns():
     budget, summariser = Budget(4096, 800), RecordingSummariser()
     history, summary, ids, overflowing_turns = [], None, itertools.count(), 0
-    for turn in range(300):
+    for _turn in range(300):
         history += make_history([60], ids)
         before = summariser.calls
         plan = assemble_context(history, summary, SYSTEM, budget, summariser)

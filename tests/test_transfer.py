@@ -204,11 +204,11 @@ def messages(count: int, length: int = 1) -> dict:
     ({**messages(1), "export_version": 2}, "c.json",
      "Conversation 1 comes from another export format (this app reads version 1)."),
     ({"conversation": [{"role": "tool", "content": "x"}, {"role": "user", "content": "  "}]}, "c.json",
-     "Nothing to import: 1 conversation(s) skipped (no user or assistant messages, or a message longer than "
-     f"{utils.MAX_MESSAGE_CHARS} characters)."),
+     ("Nothing to import: 1 conversation(s) skipped (no user or assistant messages, or a message longer than "
+     f"{utils.MAX_MESSAGE_CHARS} characters).")),
     (messages(1, utils.MAX_MESSAGE_CHARS + 1), "c.json",
-     "Nothing to import: 1 conversation(s) skipped (no user or assistant messages, or a message longer than "
-     f"{utils.MAX_MESSAGE_CHARS} characters)."),
+     ("Nothing to import: 1 conversation(s) skipped (no user or assistant messages, or a message longer than "
+     f"{utils.MAX_MESSAGE_CHARS} characters).")),
     ([messages(0)] * 1001, "c.json", "At most 1000 conversations can be imported at once."),
     ([messages(10_000), messages(10_001)], "c.json",
      "At most 20000 messages can be imported at once; this import has 20001."),

@@ -8,6 +8,7 @@ from flask import Flask, abort, current_app, redirect, request, session, url_for
 
 from agents import offload
 from storage import ConversationStore, make_store
+
 from .sessions import require_available_sessions
 
 NO_IDENTITY_ENDPOINTS = {"system.health", "system.live", "system.ready", "system.prometheus_metrics",

@@ -16,7 +16,7 @@ import json
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -24,7 +24,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 import threads
 import utils
 from storage.base import FINISH_REASONS, ROLES, ConversationStore, as_utc
-from . import quotas, shapes
+
+from . import quotas, shapes, transfer_steering
 from .context import current_user_id, get_store, owned_conversation
 from .errors import too_large_message
 from .validation import require_storable
@@ -44,6 +45,8 @@ class Draft:
 
     title: str
     messages: list[dict]
+    summary: dict | None = None  # our export's summary and pinned facts (transfer_steering.py)
+    pinned_facts: list[str] = field(default_factory=list)
 
 
 # -- export ------------------------------------------------------------------------------------
@@ -58,7 +61,8 @@ def export_conversation(conversation_id: str):
     messages = get_store().list_messages(current_user_id(), conversation_id)
     if kind == "md":
         return _download(_markdown(record, _thread(messages)), "text/markdown", record, kind)
-    export = {**shapes.conversation(record, messages), "export_version": EXPORT_VERSION}
+    export = {**shapes.conversation(record, messages), "export_version": EXPORT_VERSION,
+              "pinned_facts": get_store().get_pinned_facts(current_user_id(), conversation_id) or []}
     return _download(json.dumps(export, ensure_ascii=False, indent=2), "application/json", record, kind)
 
 
@@ -171,7 +175,8 @@ def _draft(item, number: int) -> Draft | None:
     if not messages or any(len(m["content"]) > utils.MAX_MESSAGE_CHARS for m in messages):
         return None
     title = _one_line(item.get("title")) if isinstance(item.get("title"), str) else ""
-    return Draft(title[:MAX_TITLE] or "Imported conversation", messages)
+    return Draft(title[:MAX_TITLE] or "Imported conversation", messages,
+                 *transfer_steering.read(item, messages, number))
 
 
 def _messages(item, number: int) -> list[dict]:
@@ -205,6 +210,7 @@ def _export_messages(entries: list) -> list[dict]:
         parent = fresh.get(_text(entry.get("parent_message_id")))
         message = _export_message(entry, parent)
         if message is not None:
+            message["source_id"] = _text(entry.get("message_id"))  # where a summary's checkpoint points
             messages.append(message)
         if _text(entry.get("message_id")):
             fresh[entry["message_id"]] = message["message_id"] if message else parent
@@ -282,12 +288,13 @@ def _store_all(user_id: str, drafts: list[Draft]) -> list[dict]:
         for draft in drafts:
             made.append(store.create_conversation(user_id, draft.title))
             _append_all(store, user_id, made[-1]["conversation_id"], draft.messages)
+            transfer_steering.restore(store, user_id, made[-1]["conversation_id"], draft.summary, draft.pinned_facts)
     except Exception:
         for record in made:
             store.delete_conversation(user_id, record["conversation_id"])
         raise
     return [{"conversation_id": record["conversation_id"], "title": record["title"],
-             "message_count": len(draft.messages)} for record, draft in zip(made, drafts)]
+             "message_count": len(draft.messages)} for record, draft in zip(made, drafts, strict=False)]
 
 
 def _bytes(drafts: list[Draft]) -> int:

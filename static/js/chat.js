@@ -2,19 +2,23 @@
 // panels around it. Server state wins: after a reconnect the open conversation is reloaded.
 /* global io */
 import { api, el, reportError, toast } from "./api.js";
-import { copyButton, renderMarkdown } from "./markdown.js";
+import { TurnChart, turnOf } from "./chart.js";
+import { Menu } from "./menu.js";
 import { TokenMeter } from "./meter.js";
+import { reveal } from "./reveal.js";
+import { Scroller } from "./scroller.js";
+import { installShortcuts } from "./shortcuts.js";
 import { Sidebar } from "./sidebar.js";
 import { StatsPanel } from "./stats.js";
-import { childrenOf, newestLeaf, newestLeafUnder, pathTo } from "./thread.js";
+import { SummaryPanel } from "./summary.js";
+import { newestLeaf, newestLeafUnder, pathTo } from "./thread.js";
+import { ThreadView, agentBadge, emptyState, fillBody, loadingState } from "./thread_view.js";
 import { Uploader } from "./uploads.js";
 
 const config = document.getElementById("page-config").dataset;
 const $ = (id) => document.getElementById(id);
 const messagesBox = $("messages");
 const input = $("message-input");
-const AGENT_NAMES = { chat: "Chat", math: "Math", file: "File analysis", knowledge: "Knowledge", system: "System",
-  few_shot: "Example", imported: "Imported" };
 
 const state = {
   conversationId: null, title: "", messages: [], leaf: null, summary: null,
@@ -23,8 +27,15 @@ const state = {
   sending: false, // a send_message awaits its acknowledgement
 };
 
-const meter = new TokenMeter(config);
+const chart = new TurnChart($("turn-chart"), $("chart-tip"));
+const meter = new TokenMeter(config, drawChart);
+const scroller = new Scroller(messagesBox, $("jump-latest"));
 const stats = new StatsPanel();
+const summaryPanel = new SummaryPanel({ onChanged: () => reloadConversation(), goTo });
+const view = new ThreadView(messagesBox, {
+  regenerate, send, goTo, openSummary: () => summaryPanel.show(), state: () => state, rerender: render,
+  showBranch: (id) => { state.leaf = newestLeafUnder(state.messages, id); render(); refreshMeter(); },
+});
 const sidebar = new Sidebar({ onOpen: (id) => openConversation(id).catch(reportError), onNew: newConversation });
 const uploader = new Uploader(config, {
   currentConversation: () => state.conversationId,
@@ -36,11 +47,13 @@ const uploader = new Uploader(config, {
     if (event.conversation_id === state.conversationId) openConversation(state.conversationId).catch(reportError);
   },
 });
+new Menu($("conversation-menu-button"), $("conversation-menu"));
 const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 2000 });
 
 // -- conversations -----------------------------------------------------------------------------
 
 async function openConversation(id, focusMessageId) {
+  if (id !== state.conversationId) messagesBox.replaceChildren(loadingState());
   const data = await api(`/load_conversation/${encodeURIComponent(id)}`);
   state.conversationId = id;
   state.title = data.title;
@@ -52,24 +65,32 @@ async function openConversation(id, focusMessageId) {
   if (joined.ok && joined.generating) resumeStreaming(joined.generating);
   showConversationChrome();
   render();
-  meter.reset(pathTo(state.messages, state.leaf), Boolean(state.summary));
+  refreshMeter();
   stats.open(id);
+  summaryPanel.open(id);
   pickModelOf(pathTo(state.messages, state.leaf));
-  if (focusMessageId) {
-    const node = messagesBox.querySelector(`[data-id="${CSS.escape(focusMessageId)}"]`);
-    if (node) { node.classList.add("found"); node.scrollIntoView({ block: "center" }); }
-  } else {
-    messagesBox.scrollTop = messagesBox.scrollHeight;
-  }
+  if (focusMessageId) goTo(focusMessageId);
+  else scroller.toBottom();
   history.replaceState(null, "", `/?c=${encodeURIComponent(id)}`);
+}
+
+/** The summary or pins changed: the thread's divider and the meter follow. */
+async function reloadConversation() {
+  if (!state.conversationId || state.streaming) return;
+  const data = await api(`/load_conversation/${encodeURIComponent(state.conversationId)}`).catch(() => null);
+  if (!data) return;
+  state.summary = data.summary;
+  render();
+  refreshMeter();
 }
 
 function newConversation() {
   Object.assign(state, { conversationId: null, title: "", messages: [], leaf: null, summary: null, streaming: null });
   showConversationChrome();
   render();
-  meter.reset([], false);
+  refreshMeter();
   stats.open(null);
+  summaryPanel.open(null);
   history.replaceState(null, "", "/");
   input.focus();
 }
@@ -78,7 +99,7 @@ function showConversationChrome() {
   const id = state.conversationId;
   $("conversation-title").textContent = id ? state.title || "Untitled conversation" : "New conversation";
   document.title = id ? `${state.title || "Untitled conversation"} – Chat Application` : "Chat Application";
-  for (const name of ["rename-conversation", "delete-conversation"]) $(name).disabled = !id;
+  for (const name of ["rename-conversation", "rename-item", "delete-conversation"]) $(name).disabled = !id;
   for (const [name, format] of [["export-json", "json"], ["export-md", "md"]]) {
     const link = $(name);
     if (id) {
@@ -93,7 +114,7 @@ function showConversationChrome() {
   setBusy(Boolean(state.streaming));
 }
 
-$("rename-conversation").addEventListener("click", async () => {
+async function rename() {
   const title = window.prompt("New title for this conversation", state.title || "");
   if (title === null || !title.trim()) return;
   try {
@@ -103,7 +124,9 @@ $("rename-conversation").addEventListener("click", async () => {
     sidebar.upsert(state.conversationId, result.title);
     showConversationChrome();
   } catch (error) { reportError(error); }
-});
+}
+$("rename-conversation").addEventListener("click", rename);
+$("rename-item").addEventListener("click", rename);
 
 $("delete-conversation").addEventListener("click", async () => {
   if (!window.confirm("Delete this conversation and all its messages? This cannot be undone.")) return;
@@ -123,98 +146,41 @@ function render() {
     $("export-md").href = `/export/${encodeURIComponent(state.conversationId)}?format=md&leaf=${encodeURIComponent(state.leaf)}`;
   }
   if (!path.length) {
-    messagesBox.replaceChildren(el("p", { className: "hint empty-hint",
-      text: "Ask anything. Try “/math 2^10”, “What is 65 x 3.11?”, or drop a text file here." }));
+    messagesBox.replaceChildren(emptyState(Boolean(config.endpoint), (text) => { input.value = text; input.focus(); meter.typed(text); }));
     return;
   }
-  const nodes = [];
-  for (const message of path) {
-    nodes.push(messageNode(message));
-    if (state.summary && state.summary.last_message_id === message.message_id && message !== path[path.length - 1]) {
-      nodes.push(el("p", { className: "summary-divider", role: "separator",
-        text: "Above this line the model sees a summary, not the messages themselves" }));
-    }
-  }
-  messagesBox.replaceChildren(...nodes);
+  view.render(path, state.summary);
 }
 
-function messageNode(message) {
-  const isUser = message.role === "user";
-  const node = el("article", { className: `message ${message.role}${message.finish_reason === "error" ? " error" : ""}`,
-    "data-id": message.message_id, "aria-label": isUser ? "Your message" : "Assistant reply" });
-  const head = el("div", { className: "message-head" }, el("span", { className: "who", text: isUser ? "You" : "Assistant" }));
-  if (!isUser) head.append(agentBadge(message));
-  if (message.created_at) head.append(el("time", { datetime: message.created_at, text: shortTime(message.created_at) }));
-  const body = el("div", { className: "message-body" });
-  fillBody(body, message);
-  node.append(head, body, tools(message));
-  return node;
+/** Scroll to a message of the thread and mark it (links in breakdowns and the summary panel). */
+function goTo(messageId) {
+  const node = messagesBox.querySelector(`[data-id="${CSS.escape(messageId)}"]`);
+  if (!node) { toast("That message is not on the branch shown.", "info", 4); return; }
+  for (const old of messagesBox.querySelectorAll(".message.found")) old.classList.remove("found");
+  node.classList.add("found");
+  node.scrollIntoView({ block: "center" });
+  scroller.onScroll();
 }
 
-function agentBadge(message) {
-  const agent = message.agent || (message.meta && message.meta.routing && message.meta.routing.agent) || "chat";
-  const routing = message.meta && message.meta.routing;
-  const reason = routing ? `${routing.reasoning || routing.rule}${routing.execution_time_ms !== undefined
-    ? ` (${routing.execution_time_ms} ms)` : ""}` : "Answered by this agent";
-  return el("span", { className: "badge agent-badge", title: reason, "aria-label": `Agent: ${AGENT_NAMES[agent] || agent}. ${reason}`,
-    text: AGENT_NAMES[agent] || agent, tabindex: "0" });
+function refreshMeter() {
+  meter.refresh(state.conversationId, state.leaf, pickedModel());
+  meter.typed(input.value);
 }
 
-function fillBody(body, message) {
-  if (message.role === "user") body.textContent = message.content;
-  else body.replaceChildren(renderMarkdown(message.content));
+function drawChart(budget) {
+  const shown = state.summary ? state.summary.last_message_id : null;
+  if (state.conversationId && (budget.summary_last_message_id || null) !== shown) reloadConversation(); // compacted
+  const turns = pathTo(state.messages, state.leaf).filter((m) => m.role === "assistant" && m.meta && m.meta.usage)
+    .map((m) => turnOf(m.meta.usage));
+  const threshold = Math.round(budget.compact_at * (budget.prompt_room || budget.window - budget.reply_tokens) * (budget.ratio || 1));
+  chart.draw(turns, { window: budget.window, threshold });
 }
 
-function tools(message) {
-  const bar = el("div", { className: "message-tools" });
-  const siblings = childrenOf(state.messages, message.parent_message_id).filter((m) => m.role === message.role);
-  if (siblings.length > 1) bar.append(branchNav(message, siblings));
-  if (message.finish_reason === "stopped") bar.append(el("span", { className: "finish-note", text: "Stopped" }));
-  if (message.finish_reason === "length") bar.append(el("span", { className: "finish-note", text: "Cut off at the reply limit" }));
-  const streaming = state.streaming !== null;
-  if (message.role === "assistant" && !message.streaming) {
-    const copy = copyButton(() => message.content, "Copy");
-    copy.className = "";
-    copy.setAttribute("aria-label", "Copy reply");
-    bar.append(copy);
-    if (message.parent_message_id && parentRole(message) === "user") {
-      bar.append(el("button", { type: "button", text: "Regenerate", disabled: streaming,
-        onclick: () => regenerate(message) }));
-    }
-  }
-  if (message.role === "user") {
-    bar.append(el("button", { type: "button", text: "Edit", disabled: streaming, onclick: (e) => editMessage(message, e.currentTarget) }));
-  }
-  return bar;
-}
-
-function parentRole(message) {
-  const parent = state.messages.find((m) => m.message_id === message.parent_message_id);
-  return parent ? parent.role : null;
-}
-
-function branchNav(message, siblings) {
-  const index = siblings.findIndex((m) => m.message_id === message.message_id);
-  const go = (step) => {
-    const target = siblings[index + step];
-    if (!target || state.streaming) return;
-    state.leaf = newestLeafUnder(state.messages, target.message_id);
-    render();
-    meter.reset(pathTo(state.messages, state.leaf), Boolean(state.summary));
-    const moved = messagesBox.querySelector(`[data-id="${CSS.escape(target.message_id)}"] .branch-nav button:last-child`);
-    if (moved) moved.focus();
-  };
-  return el("span", { className: "branch-nav", role: "group", "aria-label": "Versions" },
-    el("button", { type: "button", text: "‹", "aria-label": "Previous version", disabled: index === 0, onclick: () => go(-1) }),
-    el("span", { text: `${index + 1}/${siblings.length}` }),
-    el("button", { type: "button", text: "›", "aria-label": "Next version", disabled: index === siblings.length - 1,
-      onclick: () => go(1) }));
-}
-
-function shortTime(iso) {
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-}
+$("chart-toggle").addEventListener("click", (event) => {
+  const open = $("chart-panel").hidden;
+  $("chart-panel").hidden = !open;
+  event.currentTarget.setAttribute("aria-expanded", String(open));
+});
 
 let renderQueued = null;
 function updateStreamingNode(message) {
@@ -223,9 +189,8 @@ function updateStreamingNode(message) {
     renderQueued = null;
     const node = messagesBox.querySelector(`[data-id="${CSS.escape(message.message_id)}"] .message-body`);
     if (!node) return;
-    const atBottom = messagesBox.scrollHeight - messagesBox.scrollTop - messagesBox.clientHeight < 40;
     fillBody(node, message);
-    if (atBottom) messagesBox.scrollTop = messagesBox.scrollHeight;
+    scroller.contentChanged();
   });
 }
 
@@ -282,11 +247,12 @@ function accepted(ack, text, parentId) {
     sidebar.upsert(ack.conversation_id, state.title);
     showConversationChrome();
     stats.open(ack.conversation_id);
+    summaryPanel.open(ack.conversation_id);
     history.replaceState(null, "", `/?c=${encodeURIComponent(ack.conversation_id)}`);
   }
   if (!ack.duplicate) {
     state.messages.push({ message_id: ack.message_id, role: "user", content: text, parent_message_id: parentId,
-      created_at: new Date().toISOString() });
+      created_at: new Date().toISOString(), tokens: meter.draft });
     startReply(ack.reply_id, ack.message_id);
   }
   return true;
@@ -301,7 +267,7 @@ function startReply(replyId, parentId, text = "") {
   state.streaming = { message_id: replyId };
   setBusy(true);
   render();
-  messagesBox.scrollTop = messagesBox.scrollHeight;
+  scroller.toBottom();
 }
 
 function resumeStreaming(generating) {
@@ -323,27 +289,15 @@ async function regenerate(message) {
   startReply(ack.reply_id, ack.message_id);
 }
 
-function editMessage(message, button) {
-  const node = button.closest(".message");
-  const body = node.querySelector(".message-body");
-  const box = el("textarea", { "aria-label": "Edit your message" });
-  box.value = message.content;
-  const restore = () => render();
-  const save = async () => {
-    const text = box.value.trim();
-    if (!text || text === message.content) { restore(); return; }
-    if (await send(text, message)) return;
-    box.focus();
-  };
-  box.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); save(); }
-    if (event.key === "Escape") { event.stopPropagation(); restore(); }
-  });
-  body.replaceChildren(el("div", { className: "edit-box" }, box,
-    el("div", { className: "message-tools" },
-      el("button", { type: "button", className: "primary", text: "Save and send", onclick: save }),
-      el("button", { type: "button", text: "Cancel", onclick: restore }))));
-  box.focus();
+/** Up arrow in an empty box: edit the newest message you sent on this branch. */
+function editLast() {
+  if (state.streaming) return false;
+  const mine = pathTo(state.messages, state.leaf).filter((m) => m.role === "user");
+  const last = mine[mine.length - 1];
+  const button = last && messagesBox.querySelector(`[data-id="${CSS.escape(last.message_id)}"] [aria-label="Edit"]`);
+  if (!button) return false;
+  view.edit(last, button);
+  return true;
 }
 
 async function stop() {
@@ -356,6 +310,7 @@ function setBusy(busy) {
   $("stop-button").hidden = !busy;
   $("send-button").disabled = busy;
   $("typing").hidden = !busy;
+  document.body.dataset.streaming = busy ? "true" : "false";
   if (!busy) $("typing-text").textContent = "Assistant is typing…";
 }
 
@@ -363,8 +318,10 @@ $("composer").addEventListener("submit", async (event) => {
   event.preventDefault();
   const text = input.value;
   if (!text.trim()) return;
+  if (meter.figures().tooLong) { toast("This message does not fit the model's window: shorten it, or attach it as a file."); return; }
   input.value = "";
-  if (!(await send(text))) input.value = text; // nothing is lost when sending fails
+  autoGrow();
+  if (!(await send(text))) { input.value = text; autoGrow(); } // nothing is lost when sending fails
 });
 input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -372,8 +329,14 @@ input.addEventListener("keydown", (event) => {
     $("composer").requestSubmit();
   }
 });
-document.addEventListener("keydown", (event) => { if (event.key === "Escape" && state.streaming) stop(); });
+function autoGrow() {
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight + 2, window.innerHeight * 0.3)}px`;
+}
+input.addEventListener("input", () => { autoGrow(); meter.typed(input.value); });
 $("stop-button").addEventListener("click", stop);
+installShortcuts({ search: () => sidebar.focusFilter(), newChat: () => { sidebar.close(); newConversation(); },
+  stop: () => { if (state.streaming) stop(); else sidebar.close(); }, editLast, input });
 
 // -- the socket ----------------------------------------------------------------------------------
 
@@ -396,7 +359,7 @@ onConversationEvent("response_chunk", (payload) => {
   const message = streamingMessage(payload.message_id);
   if (!message) { state.early.set(payload.message_id, (state.early.get(payload.message_id) || "") + payload.chunk); return; }
   message.content += payload.chunk;
-  updateStreamingNode(message);
+  reveal(message, updateStreamingNode); // a steady pace whatever the batch size (reveal.js)
 });
 
 onConversationEvent("routing", (payload) => {
@@ -423,11 +386,11 @@ onConversationEvent("response_done", (payload) => {
   state.streaming = null;
   setBusy(false);
   render();
+  scroller.contentChanged();
   stats.refresh();
   sidebar.upsert(state.conversationId, state.title);
+  refreshMeter(); // what the next request carries now, counted by the server
 });
-
-onConversationEvent("token_usage", (payload) => { if (current(payload)) meter.update(payload); });
 
 socket.on("conversation_title", (payload) => {
   sidebar.upsert(payload.conversation_id, payload.title);
@@ -482,7 +445,7 @@ async function loadModels() {
     if (saved && data.models.includes(saved)) select.value = saved;
     select.disabled = false;
   } catch (error) { /* the picker keeps the configured model */ }
-  select.addEventListener("change", () => localStorage.setItem("model", select.value));
+  select.addEventListener("change", () => { localStorage.setItem("model", select.value); refreshMeter(); });
 }
 
 function start() {
@@ -490,6 +453,7 @@ function start() {
   const params = new URLSearchParams(window.location.search);
   const id = params.get("c");
   if (id) {
+    messagesBox.replaceChildren(loadingState());
     const whenConnected = () => openConversation(id, params.get("m") || undefined).catch((error) => {
       reportError(error);
       newConversation();

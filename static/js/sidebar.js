@@ -1,13 +1,30 @@
-// The conversation list: open, new, rename, delete, import, and the drawer on narrow screens.
+// The conversation list: grouped by last activity (Today, Yesterday, Previous 7 days, Older),
+// filtered as you type; open, new, import, and the drawer on narrow screens.
 import { api, el, reportError, toast } from "./api.js";
+
+const DAY = 24 * 60 * 60 * 1000;
+const GROUPS = ["Today", "Yesterday", "Previous 7 days", "Older"];
+
+export function groupOf(updated, now = new Date()) {
+  const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate()).getTime();
+  const at = new Date(updated).getTime();
+  if (Number.isNaN(at) || at >= midnight) return GROUPS[0];
+  if (at >= midnight - DAY) return GROUPS[1];
+  return at >= midnight - 7 * DAY ? GROUPS[2] : GROUPS[3];
+}
 
 export class Sidebar {
   constructor({ onOpen, onNew }) {
     this.list = document.getElementById("conversation-list");
     this.empty = document.getElementById("no-conversations");
+    this.noMatches = document.getElementById("no-matches");
+    this.filter = document.getElementById("conversation-filter");
     this.nav = document.getElementById("sidebar");
     this.toggle = document.getElementById("sidebar-toggle");
+    this.scrim = document.getElementById("scrim");
     this.onOpen = onOpen;
+    this.items = [...this.list.querySelectorAll("li[data-id]")].map((li) => ({ id: li.dataset.id,
+      title: li.textContent.trim(), updated: li.dataset.updated }));
     this.list.addEventListener("click", (event) => {
       const link = event.target.closest("a[data-id]");
       if (!link || event.ctrlKey || event.metaKey) return;
@@ -18,33 +35,56 @@ export class Sidebar {
     document.getElementById("new-conversation").addEventListener("click", () => { this.close(); onNew(); });
     document.getElementById("import-file").addEventListener("change", (event) => this.importFile(event.target));
     this.toggle.addEventListener("click", () => (this.nav.classList.contains("open") ? this.close() : this.openDrawer()));
+    this.scrim.addEventListener("click", () => this.close());
+    this.filter.addEventListener("input", () => this.render());
+    this.render();
   }
 
   openDrawer() {
     this.nav.classList.add("open");
+    this.scrim.hidden = false;
     this.toggle.setAttribute("aria-expanded", "true");
-    const first = this.nav.querySelector("button, a");
-    if (first) first.focus();
+    this.filter.focus();
   }
 
   close() {
+    if (!this.nav.classList.contains("open")) return;
     this.nav.classList.remove("open");
+    this.scrim.hidden = true;
     this.toggle.setAttribute("aria-expanded", "false");
+  }
+
+  /** Ctrl/Cmd+K: the filter box, with the drawer opened on narrow screens. */
+  focusFilter() {
+    if (getComputedStyle(this.toggle).display !== "none") this.openDrawer();
+    this.filter.focus();
+    this.filter.select();
   }
 
   async refresh() {
     const data = await api("/list_conversations");
-    this.render(data.conversations);
+    this.items = data.conversations.map((c) => ({ id: c.conversation_id, title: c.title, updated: c.updated_at }));
+    this.render();
   }
 
-  render(conversations) {
-    const current = this.current;
-    this.list.replaceChildren(...conversations.map((c) => this.item(c.conversation_id, c.title)));
-    this.empty.hidden = conversations.length > 0;
-    this.mark(current);
+  render() {
+    const words = this.filter.value.trim().toLowerCase();
+    const shown = this.items.filter((item) => !words || (item.title || "untitled conversation").toLowerCase().includes(words));
+    const sections = [];
+    for (const name of GROUPS) {
+      const members = shown.filter((item) => groupOf(item.updated) === name);
+      if (!members.length) continue;
+      const heading = `group-${name.replace(/\W+/g, "-").toLowerCase()}`;
+      sections.push(el("h2", { className: "group-heading", id: heading, text: name }),
+        el("ul", { className: "group-list", "aria-labelledby": heading }, ...members.map((item) => this.item(item))));
+    }
+    this.list.replaceChildren(...sections);
+    this.empty.hidden = this.items.length > 0;
+    this.noMatches.hidden = !(this.items.length && !shown.length);
+    this.mark(this.current);
   }
 
-  item(id, title) {
+  item({ id, title }) {
     return el("li", { "data-id": id },
       el("a", { href: `/?c=${encodeURIComponent(id)}`, "data-id": id, className: "conversation-link",
         text: title || "Untitled conversation", title: title || "Untitled conversation" }));
@@ -52,17 +92,14 @@ export class Sidebar {
 
   /** Put a conversation at the top (new, or just active) with its current title. */
   upsert(id, title) {
-    const existing = this.list.querySelector(`li[data-id="${CSS.escape(id)}"]`);
-    if (existing) existing.remove();
-    this.list.prepend(this.item(id, title));
-    this.empty.hidden = true;
-    this.mark(id);
+    this.items = [{ id, title, updated: new Date().toISOString() }, ...this.items.filter((item) => item.id !== id)];
+    this.current = id;
+    this.render();
   }
 
   remove(id) {
-    const existing = this.list.querySelector(`li[data-id="${CSS.escape(id)}"]`);
-    if (existing) existing.remove();
-    this.empty.hidden = this.list.children.length > 0;
+    this.items = this.items.filter((item) => item.id !== id);
+    this.render();
   }
 
   mark(id) {

@@ -1,18 +1,12 @@
 // The statistics panel: replies, average latency and tokens per agent for the open conversation.
 import { api, el } from "./api.js";
+import { SidePanel } from "./panels.js";
 
 export class StatsPanel {
   constructor() {
-    this.panel = document.getElementById("stats-panel");
+    this.side = new SidePanel("stats-panel", "stats-toggle", () => this.refresh());
     this.body = document.getElementById("stats-body");
-    this.toggle = document.getElementById("stats-toggle");
     this.conversationId = null;
-    this.toggle.addEventListener("click", () => {
-      const open = this.panel.hidden;
-      this.panel.hidden = !open;
-      this.toggle.setAttribute("aria-expanded", String(open));
-      if (open) this.refresh();
-    });
   }
 
   open(conversationId) {
@@ -21,7 +15,7 @@ export class StatsPanel {
   }
 
   async refresh() {
-    if (this.panel.hidden) return;
+    if (!this.side.isOpen) return;
     if (!this.conversationId) {
       this.body.replaceChildren(el("p", { className: "hint", text: "Open a conversation to see its statistics." }));
       return;
