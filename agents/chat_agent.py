@@ -7,9 +7,8 @@ from __future__ import annotations
 import logging
 
 import metrics
-import threads
 import utils
-from agents import calibration_probe
+from agents import breakdown, calibration_probe, compaction
 from agents.llm_client import ContextLengthExceeded, EmptyStream, LLMError
 from agents.summariser import summariser
 from agents.turn_types import Reply, Turn
@@ -40,27 +39,32 @@ def answer(turn: Turn, agent: str = "chat", extra_system: str = "") -> Reply | N
         followups.append(calibration_probe.probe(turn.deps, agent, turn.clients.model, used, plan.messages,
                                                  plan.prompt_tokens, model))
     meta = {"model": used.model, "endpoint": used.name} if used else {}
+    meta["context"] = breakdown.describe(plan, turn, model, usage)  # what went into this request
     return Reply(text, finish, plan.prompt_tokens, usage, (plan.summary or {}).get("tokens", 0),
                  agent=agent, meta=meta, followups=followups)
 
 
 def _plan(turn: Turn, model: str, extra_system: str, tighter: bool) -> utils.ContextPlan:
-    deps, config = turn.deps, turn.deps.config
-    conversation = deps.store.get_conversation(turn.user_id, turn.conversation_id)
-    stored = deps.store.list_messages(turn.user_id, turn.conversation_id)
-    history = threads.thread(stored, turn.user_message_id)  # the branch being answered
-    ratio = deps.calibration.ratio(model) * (1.25 if tighter else 1.0)
-    budget = utils.Budget(config.context_window(model), config.REPLY_TOKENS, compact_at=config.COMPACT_AT,
-                          summary_tokens=config.SUMMARY_TOKENS, ratio=ratio)
+    """Budget the branch since the summary checkpoint (what the store reads is O(that), not O(history)).
+    Compaction runs after replies, in the background; a turn waits for it, or summarises inline, only
+    when its request would not fit without a new summary."""
+    deps = turn.deps
+    budget = compaction.turn_budget(deps, model, tighter)
+    system_prompt = compaction.system_prompt(deps, turn.user_id, turn.conversation_id, extra_system)
+    conversation, history = compaction.read_branch(deps, turn.user_id, turn.conversation_id, turn.user_message_id)
+    if (utils.request_size(history, conversation["summary"], system_prompt) > budget.prompt_room
+            and compaction.wait(turn.conversation_id)):
+        conversation, history = compaction.read_branch(deps, turn.user_id, turn.conversation_id,
+                                                       turn.user_message_id)
     summary_client = turn.clients.get("summary")
-    summary_window = config.context_window(summary_client.model) if summary_client else None
-    system_prompt = config.SYSTEM_PROMPT + ("\n\n" + extra_system if extra_system else "")
+    summary_window = deps.config.context_window(summary_client.model) if summary_client else None
     plan = utils.assemble_context(history, conversation["summary"], system_prompt, budget,
-                                  summariser(summary_client, turn.emitter), summary_window)
+                                  summariser(summary_client, turn.emitter), summary_window, compact_early=False)
     if plan.new_summary:
-        new = plan.new_summary
-        deps.store.set_summary(turn.user_id, turn.conversation_id, new["content"], new["last_message_id"],
-                               new["tokens"])
+        new, extends = plan.new_summary, (conversation["summary"] or {}).get("last_message_id")
+        if not deps.store.set_summary(turn.user_id, turn.conversation_id, new["content"], new["last_message_id"],
+                                      new["tokens"], extends=extends):
+            log.info("A summary from the same checkpoint was stored first; this one serves this turn only")
     if plan.notice:
         turn.emitter.status("notice", plan.notice)
     return plan

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from agents.calibration import Calibration
 from agents.providers import Providers
@@ -57,7 +57,7 @@ class Turn:
     attachment: str | None = None  # a document_id the message is about
     started: float = field(default_factory=time.monotonic)  # for the reply's latency_ms
 
-    def say(self, text: str, agent: str, meta: dict | None = None, finish_reason: str = "stop") -> "Reply":
+    def say(self, text: str, agent: str, meta: dict | None = None, finish_reason: str = "stop") -> Reply:
         """A whole reply at once (no model stream): sent to the page, returned for storing."""
         self.emitter.chunk(text)
         return Reply(text, finish_reason, agent=agent, meta=meta or {})

@@ -7,7 +7,10 @@ constant-size fake, as ours is). Prints, for both, on the same generated convers
 1. time to prepare the next turn's context at MAX_TOKENS=128000 with 1,000 and 10,000
    messages of history;
 2. summariser calls over 1,000 turns of 60-token messages at MAX_TOKENS=8000;
-3. how often each fails to produce a fitting context over random 300-message histories.
+3. how often each fails to produce a fitting context over random 300-message histories;
+4. a turn's whole preparation (store reads, branch, budget: chat_agent._plan) through the real
+   SQLite store, with 100 and with 100,000 messages stored in one conversation, against reading
+   the whole conversation as turns did before (list_messages, then threads.thread).
 Loops are bounded; it stops by itself.
 """
 from __future__ import annotations
@@ -16,12 +19,21 @@ import argparse
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import utils  # noqa: E402
-from utils import Budget, assemble_context  # noqa: E402
+import threads
+import utils
+from agents import chat_agent
+from agents.calibration import Calibration
+from agents.emitter import RecordingEmitter
+from agents.providers import Providers
+from agents.turn_types import AgentClients, Turn, TurnDeps
+from config import TestConfig
+from storage.sqlite_store import SqliteStore
+from utils import Budget, assemble_context
 
 REPLY_TOKENS = 800
 SYSTEM = "You are a helpful assistant."
@@ -151,7 +163,7 @@ def bench_failures(histories, rng):
         history = conversation(rng, 300, 5, 400)
         history[-1]["role"] = "user"
         try:
-            kept, total = seed_manage_token_limits([{"role": m["role"], "content": m["content"]} for m in history],
+            _kept, total = seed_manage_token_limits([{"role": m["role"], "content": m["content"]} for m in history],
                                                    max_tokens, REPLY_TOKENS, seed_summariser([0]))
             seed_failures += total >= max_tokens - REPLY_TOKENS
         except (SeedLoopsForever, RecursionError):
@@ -161,26 +173,101 @@ def bench_failures(histories, rng):
     return seed_failures, our_failures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
-    args = parser.parse_args()
-    rng = random.Random(2024)
-    utils.count_tokens("warm up the encoder")
+def seeded_store(directory: str, count: int, rng) -> tuple[TurnDeps, str, str]:
+    """A SQLite store with one conversation of `count` messages (user sends and replies to them, the
+    newest a user message), bulk-inserted; (deps, conversation_id, newest message id)."""
+    config = TestConfig(Path(directory), MAX_TOKENS=128000, REPLY_TOKENS=REPLY_TOKENS, MODEL="bench-model")
+    store = SqliteStore(Path(directory) / f"turn-{count}.sqlite3")
+    store.migrate()
+    cid = store.create_conversation("bench")["conversation_id"]
+    texts = [words(rng, rng.randint(40, 200)) for _ in range(64)]
+    rows, asked = [], None
+    for index in range(count):
+        role, text = ("user" if (count - 1 - index) % 2 == 0 else "assistant"), texts[index % len(texts)]
+        parent = asked if role == "assistant" else None
+        asked = f"m{index}" if role == "user" else asked
+        rows.append((f"m{index}", cid, "bench", parent, role, text, "2026-01-01T00:00:00.000+00:00",
+                     utils.message_tokens(role, text)))
+    with store._write() as db:  # one transaction: the benchmark's setup, not what it measures
+        db.executemany("INSERT INTO messages (message_id, conversation_id, user_id, parent_message_id, role, "
+                       "content, created_at, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.execute("UPDATE conversations SET message_count = ?, total_tokens = ? WHERE conversation_id = ?",
+                   (count, sum(row[7] for row in rows), cid))
+    return TurnDeps(store, config, Providers(config), Calibration()), cid, f"m{count - 1}"
+
+
+def turn_prep_ms(deps: TurnDeps, cid: str, leaf: str, turns: int, whole: bool = False) -> tuple[float, float]:
+    """Median wall and CPU ms of chat_agent._plan for the newest message (whole=True: the old
+    whole-conversation read). CPU time leaves out waiting for a core on a loaded machine."""
+    turn = Turn(deps, "bench", cid, leaf, "reply", RecordingEmitter(), lambda: False, AgentClients(deps.providers))
+    wall, cpu = [], []
+    for _ in range(turns):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        if whole:
+            conversation = deps.store.get_conversation("bench", cid)
+            history = threads.thread(deps.store.list_messages("bench", cid), leaf)
+            assemble_context(history, conversation["summary"], deps.config.SYSTEM_PROMPT,
+                             Budget(128000, REPLY_TOKENS), None, compact_early=False)
+        else:
+            chat_agent._plan(turn, "bench-model", "", tighter=False)
+        wall.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def bench_turn_reads(rng, quick: bool) -> None:
+    """Section 4: three runs of each case; prints each run's median and the median of the three."""
+    turns = 30 if quick else 200
+    with tempfile.TemporaryDirectory() as directory:
+        small = seeded_store(directory, 100, rng)
+        large = seeded_store(directory, 100_000, rng)
+        deps, cid, _leaf = large
+        deps.store.set_summary("bench", cid, FAKE_SUMMARY, "m99898", utils.message_tokens("system", FAKE_SUMMARY))
+        cases = [("100 messages, no summary (branch: 100)", small, False, turns),
+                 ("100,000 messages, summary checkpoint 101 back", large, False, turns),
+                 ("100 messages, whole-conversation read (before)", small, True, turns),
+                 ("100,000 messages, whole-conversation read (before)", large, True, 3)]
+        for label, (case_deps, case_cid, case_leaf), whole, n in cases:
+            runs = [turn_prep_ms(case_deps, case_cid, case_leaf, n, whole) for _ in range(3)]
+            walls, cpus = [wall for wall, _ in runs], [cpu for _, cpu in runs]
+            print(f"   {label:<52} wall {' '.join(f'{r:8.3f}' for r in walls)}  median {statistics.median(walls):8.3f}"
+                  f"   cpu median {statistics.median(cpus):8.3f} ms")
+        for case_deps, _, _ in (small, large):
+            case_deps.store.close()
+
+
+def bench_in_memory(quick: bool, rng) -> None:
+    """Sections 1 to 3: the budget over in-memory histories, against the baseline."""
     print("1. time to prepare the next turn's context, MAX_TOKENS=128000 (median ms per turn;"
           " the baseline's first pass only, a lower bound)")
     for messages in (1_000, 10_000):
-        ours, seed = bench_prepare_time(messages, 20 if args.quick else 100, rng)
+        ours, seed = bench_prepare_time(messages, 20 if quick else 100, rng)
         print(f"   {messages:>6} messages: ours {ours:8.3f} ms   seed {seed:9.1f} ms   ratio {seed / ours:8.0f}x")
-    turns = 300 if args.quick else 1000
+    turns = 300 if quick else 1000
     seed_calls, our_calls, seed_loops = bench_summariser_calls(turns, 8000, rng)
     print(f"2. summariser calls over {turns} turns of 60-token messages, MAX_TOKENS=8000:"
           f" ours {our_calls}   seed {seed_calls} (stuck in its endless recursion on {seed_loops} turns)"
           "   (target: ours <= 30)")
-    histories = 5 if args.quick else 20
+    histories = 5 if quick else 20
     seed_fail, our_fail = bench_failures(histories, rng)
     print(f"3. histories without a fitting context (of {histories} random 300-message histories):"
           f" ours {our_fail}   seed {seed_fail}   (target: ours 0)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer turns, for a smoke run")
+    parser.add_argument("--turn-only", action="store_true", help="only section 4 (the store-backed turn)")
+    args = parser.parse_args()
+    rng = random.Random(2024)
+    utils.count_tokens("warm up the encoder")
+    if not args.turn_only:
+        bench_in_memory(args.quick, rng)
+    print(f"4. a turn's preparation through the SQLite store (chat_agent._plan, median ms of {30 if args.quick else 200}"
+          " turns; target: under 3 ms at 100,000 messages, within 20% of the time at 100)")
+    print(f"   load average before: {Path('/proc/loadavg').read_text().strip()}")
+    bench_turn_reads(random.Random(7), args.quick)
+    print(f"   load average after:  {Path('/proc/loadavg').read_text().strip()}")
 
 
 if __name__ == "__main__":

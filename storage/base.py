@@ -9,13 +9,19 @@ from __future__ import annotations
 import re
 import uuid
 from abc import ABC, abstractmethod
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import threads
 
 ROLES = ("user", "assistant", "system")
 FINISH_REASONS = ("stop", "length", "stopped", "error", "content_filter", "tool_calls")
 JOB_STATUSES = ("pending", "processing", "done", "error")
 Record = dict[str, Any]
+
+
+ANY_CHECKPOINT: Any = object()  # set_summary without a compare-and-set
 
 
 class NotFound(LookupError):
@@ -32,13 +38,13 @@ def new_id() -> str:
 
 def utcnow() -> datetime:
     """Millisecond precision: what both SQLite text and BSON dates keep."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def as_utc(moment: datetime) -> datetime:
     """The same instant in UTC; a naive datetime (BSON dates without tz_aware, mongomock) is UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -109,8 +115,29 @@ class ConversationStore(ABC):
 
     @abstractmethod
     def set_summary(self, user_id: str, conversation_id: str, content: str,
-                    last_message_id: str, tokens: int) -> bool:
-        """Store the rolling summary checkpoint: text, the last message it covers, its size."""
+                    last_message_id: str, tokens: int, *, extends: Any = ANY_CHECKPOINT) -> bool:
+        """Store the rolling summary checkpoint: text, the last message it covers, its size.
+
+        With `extends` (the checkpoint's last_message_id the new summary was made from, None for
+        none) it is a compare-and-set: False, nothing written, when the stored checkpoint has
+        moved meanwhile, so two racing compactions never store two summaries for one checkpoint.
+        """
+
+    def branch_since(self, user_id: str, conversation_id: str, leaf_id: str,
+                     checkpoint_id: str | None = None) -> list[Record]:
+        """What a turn reads: threads.thread's path to `leaf_id`, oldest first, starting at the
+        checkpoint message (included, so the caller sees where the summary ends) when it is on the
+        path, else the whole path; [] for an unknown leaf. Stores override this with an indexed
+        walk whose cost grows with the path since the checkpoint, not with the conversation."""
+        return threads.since(threads.thread(self.list_messages(user_id, conversation_id), leaf_id), checkpoint_id)
+
+    @abstractmethod
+    def get_pinned_facts(self, user_id: str, conversation_id: str) -> list[str] | None:
+        """Facts the user pinned to the conversation, in order (None: no such conversation)."""
+
+    @abstractmethod
+    def set_pinned_facts(self, user_id: str, conversation_id: str, facts: list[str]) -> bool:
+        """Replace the pinned facts; every later request carries them verbatim in its system prompt."""
 
     @abstractmethod
     def search(self, user_id: str, query: str, limit: int = 20) -> list[Record]:
@@ -124,9 +151,12 @@ class ConversationStore(ABC):
     # -- uploaded documents, searchable by chunk (the knowledge agent) ---------------------
     @abstractmethod
     def add_document(self, user_id: str, file_name: str, content_hash: str, chunks: list[str],
-                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0) -> Record:
+                     chunk_tokens: list[int], conversation_id: str | None = None, size_bytes: int = 0,
+                     chunk_meta: list[dict | None] | None = None) -> Record:
         """Store an uploaded file's text as ordered chunks, indexed for full-text search.
-        `size_bytes` (the upload's size) counts towards upload_bytes, for quotas.
+        `size_bytes` (the upload's size) counts towards upload_bytes, for quotas. `chunk_meta`,
+        one small dict (or None) per chunk, says where a chunk is in its document
+        ({"pages": [3, 4]}, {"headings": ["Methods"]}); chunk records carry it as `meta`.
 
         The same content_hash again for the same user returns the existing document (its
         file_name updated to the newest one, everything else as first stored) instead of a
@@ -148,7 +178,8 @@ class ConversationStore(ABC):
 
     @abstractmethod
     def document_chunks(self, user_id: str, document_id: str) -> list[Record]:
-        """The document's chunks in order: document_id, index (0-based), content, tokens."""
+        """The document's chunks in order: document_id, index (0-based), content, tokens, and
+        meta when the chunk was stored with one."""
 
     @abstractmethod
     def search_chunks(self, user_id: str, query: str, limit: int = 5) -> list[Record]:
@@ -221,15 +252,23 @@ class ConversationStore(ABC):
     @abstractmethod
     def get_invite(self, code_key: str) -> Record | None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a store without connections keeps this no-op
         """Release connections (optional)."""
+
+
+def validate_chunk_meta(chunks: list[str], chunk_meta: list[dict | None] | None) -> None:
+    """None, or one dict (or None) per chunk."""
+    if chunk_meta is None:
+        return
+    if len(chunk_meta) != len(chunks) or not all(m is None or isinstance(m, dict) for m in chunk_meta):
+        raise ValueError("chunk_meta must hold one dict or None per chunk")
 
 
 def validate_message(role: str, content: str, finish_reason: str | None, meta: dict | None = None) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not isinstance(content, str):
-        raise ValueError("content must be a string")
+        raise ValueError("content must be a string")  # noqa: TRY004 - bad input is a ValueError (a 400) here
     if finish_reason is not None and finish_reason not in FINISH_REASONS:
         raise ValueError(f"finish_reason must be one of {', '.join(FINISH_REASONS)}")
     if meta is not None and not isinstance(meta, dict):
@@ -248,7 +287,7 @@ def validate_document(chunks: list[str], chunk_tokens: list[int]) -> None:
 
 def validate_cache_value(value: str) -> None:
     if not isinstance(value, str):
-        raise ValueError("a cached value must be a string")
+        raise ValueError("a cached value must be a string")  # noqa: TRY004 - as every validation error
 
 
 def job_changes(status: str | None, done: int | None, total: int | None,

@@ -6,7 +6,7 @@ store records the version in `schema_migrations` once the step has run.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 from pymongo import ASCENDING, DESCENDING, TEXT
 from pymongo.database import Database
@@ -201,6 +201,31 @@ def _content_bytes(db: Database, mock: bool) -> None:
                                        {"$set": {"content_bytes": totals.get(conversation["conversation_id"], 0)}})
 
 
+def _branch_order(db: Database, mock: bool) -> None:
+    """The order list_messages and the branch walk (mongo_branch.py) read a conversation in, with
+    its tie-break, so a page of the newest messages before one is a bounded index scan."""
+    db["messages"].create_index([("conversation_id", ASCENDING), ("seq", ASCENDING), ("_id", ASCENDING)],
+                                name="conversation_seq_id_idx")
+
+
+CHUNK_SCHEMA_V9 = copy.deepcopy(CHUNK_SCHEMA)  # version 3's, plus where the chunk is in its document
+CHUNK_SCHEMA_V9["$jsonSchema"]["properties"]["meta"] = _OPTIONAL_OBJECT
+
+
+def _chunk_meta(db: Database, mock: bool) -> None:
+    """Chunks may carry meta ({"pages": [3, 4]}, {"headings": [...]}), cited by the agents."""
+    _with_validator(db, "document_chunks", CHUNK_SCHEMA_V9, mock)
+
+
+CONVERSATION_SCHEMA_V8 = copy.deepcopy(CONVERSATION_SCHEMA)  # version 1's, plus the pinned facts
+CONVERSATION_SCHEMA_V8["$jsonSchema"]["properties"]["pinned_facts"] = {"bsonType": "array", "items": _STRING}
+
+
+def _pinned_facts(db: Database, mock: bool) -> None:
+    """Facts the user pinned to a conversation (MongoPins); absent means none."""
+    _with_validator(db, "conversations", CONVERSATION_SCHEMA_V8, mock)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database, bool], None]]] = [
     (1, "conversations and messages collections with JSON-schema validators", _collections),
     (2, "indexes: ownership, ordering, created_at and per-user text search", _indexes),
@@ -208,4 +233,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database, bool], None]]] = [
     (4, "accounts, unique by lower-cased username and by user id", _accounts),
     (5, "invites: single-use registration codes, unique by the code's hash", _invites),
     (6, "conversations.content_bytes, for the per-user storage quota", _content_bytes),
+    (7, "messages by (conversation_id, seq, _id): a turn reads its branch in bounded pages", _branch_order),
+    (8, "conversations may carry pinned_facts: facts sent verbatim with every request", _pinned_facts),
+    (9, "document chunks may carry meta: their pages or headings, for citations", _chunk_meta),
 ]

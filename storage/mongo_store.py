@@ -7,11 +7,23 @@ import pymongo
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError, WriteError
 
-from .base import (ConversationStore, NotFound, Record, as_utc, best_per_conversation, new_id, query_terms,
-                   utcnow, validate_message)
+from .base import (
+    ANY_CHECKPOINT,
+    ConversationStore,
+    NotFound,
+    Record,
+    as_utc,
+    best_per_conversation,
+    new_id,
+    query_terms,
+    utcnow,
+    validate_message,
+)
 from .mongo_accounts import MongoAccounts
+from .mongo_branch import branch_docs
 from .mongo_library import MongoLibrary
 from .mongo_migrations import MIGRATIONS
+from .mongo_pins import MongoPins
 from .snippets import around_terms
 from .sqlite_store import content_bytes
 
@@ -22,7 +34,7 @@ _MESSAGE_KEYS = ("message_id", "conversation_id", "user_id", "parent_message_id"
 _TEXT_SCORE = {"$meta": "textScore"}
 
 
-class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
+class MongoStore(MongoAccounts, MongoLibrary, MongoPins, ConversationStore):
     """pymongo is thread-safe and pools connections; nothing here talks to the server until used.
 
     Documents, jobs and the model cache live in MongoLibrary (mongo_library.py).
@@ -39,7 +51,7 @@ class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
         self.messages = self.db["messages"]
 
     @classmethod
-    def from_uri(cls, uri: str, db_name: str) -> "MongoStore":
+    def from_uri(cls, uri: str, db_name: str) -> MongoStore:
         """connect=False: MongoClient is not fork-safe, so the first query (in the worker) connects."""
         client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000, connect=False, tz_aware=True)
         return cls(client, db_name)
@@ -121,10 +133,14 @@ class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
         return True
 
     def set_summary(self, user_id: str, conversation_id: str, content: str,
-                    last_message_id: str, tokens: int) -> bool:
+                    last_message_id: str, tokens: int, *, extends=ANY_CHECKPOINT) -> bool:
         summary = {"content": content, "last_message_id": last_message_id, "tokens": int(tokens)}
-        result = self.conversations.update_one({"conversation_id": conversation_id, "user_id": user_id},
-                                               {"$set": {"summary": summary}})
+        owned = {"conversation_id": conversation_id, "user_id": user_id}
+        if extends is None:
+            owned["$or"] = [{"summary": None}, {"summary.last_message_id": None}]
+        elif extends is not ANY_CHECKPOINT:
+            owned["summary.last_message_id"] = extends
+        result = self.conversations.update_one(owned, {"$set": {"summary": summary}})
         return result.matched_count == 1
 
     # -- messages ------------------------------------------------------------------------------
@@ -176,6 +192,11 @@ class MongoStore(MongoAccounts, MongoLibrary, ConversationStore):
         cursor = (self.messages.find({"conversation_id": conversation_id, "user_id": user_id})
                   .sort([("seq", pymongo.ASCENDING), ("_id", pymongo.ASCENDING)]))
         return [_message(doc) for doc in cursor]
+
+    def branch_since(self, user_id: str, conversation_id: str, leaf_id: str,
+                     checkpoint_id: str | None = None) -> list[Record]:
+        """A walk in bounded pages (mongo_branch.py): O(path since the checkpoint)."""
+        return [_message(doc) for doc in branch_docs(self.messages, user_id, conversation_id, leaf_id, checkpoint_id)]
 
     # -- search --------------------------------------------------------------------------------
     def search(self, user_id: str, query: str, limit: int = 20) -> list[Record]:

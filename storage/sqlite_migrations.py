@@ -195,4 +195,8 @@ ALTER TABLE conversations ADD COLUMN content_bytes INTEGER NOT NULL DEFAULT 0;
 UPDATE conversations SET content_bytes = (SELECT COALESCE(SUM(length(CAST(m.content AS BLOB))), 0)
     FROM messages m WHERE m.conversation_id = conversations.conversation_id);
 """),
+    (9, "conversations.pinned_facts: facts the user pinned, sent verbatim with every request",
+     "ALTER TABLE conversations ADD COLUMN pinned_facts TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(pinned_facts));"),
+    (10, "document_chunks.meta: where a chunk is in its document (pages, headings), for citations",
+     "ALTER TABLE document_chunks ADD COLUMN meta TEXT CHECK (meta IS NULL OR json_valid(meta));"),
 ]

@@ -5,20 +5,31 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 
 from instance_files import private_database
 
-from .base import (ConversationStore, NotFound, Record, best_per_conversation, new_id,
-                   query_terms, utcnow, validate_message)
+from .base import (
+    ANY_CHECKPOINT,
+    ConversationStore,
+    NotFound,
+    Record,
+    best_per_conversation,
+    new_id,
+    query_terms,
+    utcnow,
+    validate_message,
+)
 from .snippets import END, START, from_markers
 from .sqlite_accounts import SqliteAccounts
+from .sqlite_branch import SqliteBranch
 from .sqlite_library import SqliteLibrary
 from .sqlite_migrations import MIGRATIONS, RANK_WEIGHTS, match_expression
 from .sqlite_migrations import iso as _iso
+from .sqlite_pins import SqlitePins
 
 _CONVERSATION_COLUMNS = ("conversation_id, user_id, title, summary, summary_last_message_id, "
                          "summary_tokens, total_tokens, message_count, created_at, updated_at")
@@ -28,7 +39,7 @@ _MESSAGE_COLUMNS = ("message_id, conversation_id, user_id, parent_message_id, ro
                     "created_at, tokens, agent, finish_reason, meta")
 
 
-class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
+class SqliteStore(SqliteAccounts, SqliteBranch, SqliteLibrary, SqlitePins, ConversationStore):
     """One connection per thread; writes are short transactions, busy waits are retried.
 
     Documents, jobs and the model cache live in SqliteLibrary (sqlite_library.py).
@@ -178,11 +189,13 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
         return cursor.rowcount == 1
 
     def set_summary(self, user_id: str, conversation_id: str, content: str,
-                    last_message_id: str, tokens: int) -> bool:
+                    last_message_id: str, tokens: int, *, extends=ANY_CHECKPOINT) -> bool:
+        check = "" if extends is ANY_CHECKPOINT else " AND summary_last_message_id IS ?"
         with self._write() as db:
             cursor = db.execute("UPDATE conversations SET summary = ?, summary_last_message_id = ?, "
-                                "summary_tokens = ? WHERE conversation_id = ? AND user_id = ?",
-                                (content, last_message_id, tokens, conversation_id, user_id))
+                                "summary_tokens = ? WHERE conversation_id = ? AND user_id = ?" + check,
+                                (content, last_message_id, tokens, conversation_id, user_id)
+                                + (() if extends is ANY_CHECKPOINT else (extends,)))
         return cursor.rowcount == 1
 
     # -- messages ------------------------------------------------------------------------------
@@ -214,6 +227,12 @@ class SqliteStore(SqliteAccounts, SqliteLibrary, ConversationStore):
                                   "WHERE conversation_id = ? AND user_id = ? ORDER BY seq",
                                   (conversation_id, user_id))
         return [_message(row) for row in rows]
+
+    def branch_since(self, user_id: str, conversation_id: str, leaf_id: str,
+                     checkpoint_id: str | None = None) -> list[Record]:
+        """One recursive query (sqlite_branch.py): O(path since the checkpoint)."""
+        rows = self._branch_rows(user_id, conversation_id, leaf_id, checkpoint_id, _MESSAGE_COLUMNS)
+        return [_message(row) for row in reversed(rows)]
 
     def _message(self, db: sqlite3.Connection, user_id: str, message_id: str) -> Record | None:
         row = db.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ? AND user_id = ?",

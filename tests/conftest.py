@@ -6,7 +6,6 @@ import os
 import uuid
 
 import pytest
-
 from fake_llm import fake_llm  # noqa: F401  (the fake model endpoint, shared by every test module)
 
 MONGOMOCK_SKIP = "mongomock does not implement {what}; runs against a real MongoDB when MONGODB_URI is set"
@@ -19,6 +18,7 @@ def _make_store(kind: str, tmp_path):
         return SqliteStore(tmp_path / "contract.sqlite3")
     import mongomock
     import pymongo
+
     from storage.mongo_store import MongoStore
     if kind == "mongomock":
         return MongoStore(mongomock.MongoClient(), "chat_contract", mock=True)
@@ -167,7 +167,7 @@ def run_under_eventlet(body: str, tmp_path, *args: str) -> None:
     from pathlib import Path
     result = subprocess.run([sys.executable, "-c", EVENTLET_PRELUDE + textwrap.dedent(body), *args],
                             cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60,
-                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, check=False)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
@@ -209,6 +209,28 @@ def private_redis(tmp_path):
     if process.poll() is None:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- one turn's dependencies, for run_turn against the fake model ------------------------------
+
+@pytest.fixture
+def turn_deps(tmp_path, fake_llm):
+    """make(store_class=SqliteStore) -> TurnDeps: a fresh, migrated store and a 4096-token window
+    (256 for the reply) on the fake model."""
+    from agents.calibration import Calibration
+    from agents.providers import Providers
+    from agents.turn import TurnDeps
+    from config import TestConfig
+    from storage.sqlite_store import SqliteStore
+
+    def make(store_class=SqliteStore):
+        store = store_class(tmp_path / "turn-deps.sqlite3")
+        store.migrate()
+        config = TestConfig(tmp_path, MAX_TOKENS=4096, REPLY_TOKENS=256, OPENAI_BASE_URL=fake_llm.url,
+                            MODEL="fake-model")
+        options = {"max_retries": 2, "backoff_base": 0.01, "read_timeout": 10}
+        return TurnDeps(store, config, Providers(config, client_options=options), Calibration())
+    return make
 
 
 # -- a real model server (llama.cpp + SmolLM2-135M, `make .venv-llm/.installed`) -----------------

@@ -4,8 +4,8 @@ import threading
 import time
 
 import pytest
-
 from conftest import MONGOMOCK_SKIP
+
 from storage import NotFound
 from storage.mongo_migrations import MIGRATIONS
 
@@ -211,7 +211,7 @@ def test_mongo_migrate_creates_named_indexes(mongo_store):
     assert messages["message_id_idx"]["unique"] is True
     assert {"conversation_seq_idx", "messages_created_at_idx", "user_created_idx"} <= set(messages)
     for index in (conversations["title_text_idx"], messages["content_text_idx"]):
-        assert list(index["key"])[0] == ("user_id", 1)  # every $text query is scoped to one user
+        assert next(iter(index["key"])) == ("user_id", 1)  # every $text query is scoped to one user
     applied = sorted(doc["_id"] for doc in store.db["schema_migrations"].find())
     assert applied == [version for version, _, _ in MIGRATIONS] and applied[:2] == [1, 2]
 
@@ -281,3 +281,81 @@ def test_store_migration_counts_messages_stored_before_it(store):
         step = next(step for _, description, step in MIGRATIONS if "content_bytes" in description)
         step(store.db, store.mock)
     assert store.storage_bytes("alice") == 6
+
+
+# -- the branch a turn reads (branch_since) ------------------------------------------------------
+
+def _random_tree(store, seed: int, size: int = 40) -> tuple[str, list[str]]:
+    """A conversation exercising every parent rule of threads.py: plain sends, replies, branches,
+    edits (of roots and of edits), and the odd cases: a parent that is missing, itself, stored
+    later, or in another conversation; an edit_of that is not a string or not stored before."""
+    import random
+    rng = random.Random(seed)
+    cid = store.create_conversation("alice")["conversation_id"]
+    elsewhere = store.create_conversation("alice")["conversation_id"]
+    stranger = store.append_message("alice", elsewhere, "user", "elsewhere")["message_id"]
+    ids = [f"{seed}-{n}" for n in range(size)]
+    for n, message_id in enumerate(ids):
+        parent, meta = None, None
+        kind = rng.random()
+        if kind < 0.35 and n:
+            parent = rng.choice(ids[:n])
+        elif kind < 0.5 and n:
+            meta = {"edit_of": rng.choice(ids[:n])}
+            parent = rng.choice([None, parent])
+        elif kind < 0.55:
+            parent = rng.choice(["missing", message_id, stranger, ids[min(n + 2, size - 1)]])
+        elif kind < 0.6:
+            meta = {"edit_of": rng.choice([7, ids[min(n + 1, size - 1)], message_id, None])}
+        store.append_message("alice", cid, rng.choice(["user", "assistant"]), f"text {n}", tokens=n,
+                             parent_message_id=parent, message_id=message_id, meta=meta)
+    return cid, ids
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_store_branch_since_is_the_thread_since_the_checkpoint(store, seed, monkeypatch):
+    """branch_since answers exactly what threads.thread over every message then cutting at the
+    checkpoint answers, for every leaf and checkpoint (on the path, off it, none, unknown)."""
+    import threads
+    monkeypatch.setattr("storage.mongo_branch.PAGE", 3)  # Mongo's walk then crosses many pages
+    cid, ids = _random_tree(store, seed)
+    stored = store.list_messages("alice", cid)
+    for leaf in ids + ["no-such-leaf"]:
+        for checkpoint in (None, "no-such-message", *ids[::3]):
+            expected = threads.since(threads.thread(stored, leaf), checkpoint)
+            assert store.branch_since("alice", cid, leaf, checkpoint) == expected, (leaf, checkpoint)
+
+
+def test_store_branch_since_is_scoped_to_the_user_and_conversation(store):
+    cid = store.create_conversation("alice")["conversation_id"]
+    first = store.append_message("alice", cid, "user", "hi")
+    assert store.branch_since("bob", cid, first["message_id"]) == []
+    other = store.create_conversation("alice")["conversation_id"]
+    assert store.branch_since("alice", other, first["message_id"]) == []
+    assert store.branch_since("alice", cid, first["message_id"]) == [first]
+
+
+def test_store_branch_since_survives_a_parent_cycle(store):
+    """Two messages naming each other as parent (only a direct store call can do that) end the walk."""
+    cid = store.create_conversation("alice")["conversation_id"]
+    store.append_message("alice", cid, "user", "a", message_id="cycle-a", parent_message_id="cycle-b")
+    store.append_message("alice", cid, "assistant", "b", message_id="cycle-b", parent_message_id="cycle-a")
+    path = store.branch_since("alice", cid, "cycle-b")
+    assert [m["message_id"] for m in path] == ["cycle-a", "cycle-b"]
+
+
+def test_store_set_summary_compare_and_set(store):
+    """With `extends`, a summary is stored only over the checkpoint it was made from."""
+    cid = store.create_conversation("alice")["conversation_id"]
+    assert store.set_summary("alice", cid, "s1", "m1", 10, extends=None) is True
+    assert store.set_summary("alice", cid, "racer", "m1", 12, extends=None) is False
+    assert store.set_summary("alice", cid, "s2", "m5", 11, extends="m1") is True
+    assert store.set_summary("alice", cid, "stale", "m4", 11, extends="m1") is False
+    assert store.get_conversation("alice", cid)["summary"] == {"content": "s2", "last_message_id": "m5", "tokens": 11}
+    assert store.set_summary("alice", cid, "forced", "m6", 3) is True  # without extends: unconditional
+    assert store.set_summary("bob", cid, "x", "m7", 1, extends="m6") is False
+
+
+def test_mongo_migration_indexes_the_branch_walk(mongo_store):
+    index = mongo_store.db["messages"].index_information()["conversation_seq_id_idx"]
+    assert list(index["key"]) == [("conversation_id", 1), ("seq", 1), ("_id", 1)]

@@ -1,6 +1,8 @@
 """One chat turn against the fake model server: budget, stream, persist, report."""
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from fake_llm import Fault
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import utils
 from agents.calibration import Calibration
@@ -8,9 +10,7 @@ from agents.emitter import RecordingEmitter
 from agents.providers import Providers
 from agents.turn import NOT_CONFIGURED, TurnDeps, run_turn
 from config import TestConfig
-from fake_llm import Fault
 from storage.sqlite_store import SqliteStore
-
 
 FAST = {"max_retries": 2, "backoff_base": 0.01, "read_timeout": 5}
 
@@ -104,7 +104,7 @@ def test_turn_empty_stream_twice_is_a_clear_error_and_never_a_stored_success(dep
 def test_turn_over_a_llama_cpp_window_is_a_clear_error(deps, fake_llm):
     fake_llm.n_ctx = 20  # MAX_TOKENS says 4096: the server's real window is far smaller
     cid, mid = _ask(deps, "Tell me " + "more " * 30)
-    result, emitter = _run(deps, cid, mid)
+    _result, emitter = _run(deps, cid, mid)
     assert "returned nothing" in dict(emitter.events)["error"] and len(fake_llm.requests) == 2
     assert [(m["content"], m["finish_reason"]) for m in deps.store.list_messages("alice", cid)][1:] == [("", "error")]
 
@@ -151,7 +151,7 @@ def test_turn_stop_closes_the_upstream_connection(deps, fake_llm):
 def test_turn_without_endpoint_says_so(deps, tmp_path):
     deps.config.OPENAI_BASE_URL = None
     cid, mid = _ask(deps, "Anyone there?")
-    result, emitter = _run(deps, cid, mid)
+    result, _emitter = _run(deps, cid, mid)
     assert result.text == NOT_CONFIGURED and result.finish_reason == "error"
 
 
