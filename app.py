@@ -34,7 +34,7 @@ def create_app(config: Config | None = None) -> Flask:
     # manage_session=False: socket handlers read the same server-side session as HTTP routes.
     # Origins: the page's own (None: engine.io compares Origin with Host) plus ALLOWED_ORIGINS.
     origins = _own_origin_or(config.ALLOWED_ORIGINS) if config.ALLOWED_ORIGINS else None
-    socketio.init_app(app, client_manager=_client_manager(config), cors_allowed_origins=origins,
+    socketio.init_app(app, client_manager=_client_manager(config, app), cors_allowed_origins=origins,
                       manage_session=False, async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
     register(app)
     socket_guard.init_app(app, socketio.server)  # in front of Engine.IO: floods and caps (DESIGN 10)
@@ -60,13 +60,17 @@ def _own_origin_or(allowed: list[str]):
     return check
 
 
-def _client_manager(config: Config):
-    """Redis as Socket.IO's queue when configured, so rooms span workers; explicit every time,
-    because the shared SocketIO object would otherwise keep an earlier app's manager."""
+def _client_manager(config: Config, app: Flask):
+    """Redis as Socket.IO's queue when configured, so rooms span instances, publishing only what
+    another instance needs (web/socket_queue.py); its heartbeat stores the replies of instances
+    that were killed (web/orphans.py). Explicit every time, because the shared SocketIO object
+    would otherwise keep an earlier app's manager."""
     if not config.REDIS_URL:
         return None
-    from socketio import RedisManager
-    return RedisManager(config.REDIS_URL)
+    from web import orphans
+    from web.socket_queue import PresenceRedisManager
+    return PresenceRedisManager(config.REDIS_URL, config.INSTANCE_TTL_S, prefixes=("conversation:", "user:"),
+                                on_beat=orphans.sweeper(app))
 
 
 def _build_or_exit() -> Flask:

@@ -3,7 +3,7 @@
 - One worker per gunicorn instance. gunicorn balances connections between its workers, and a
   Socket.IO client's long-polling requests must all reach the worker that holds its session
   (Flask-SocketIO's deployment notes), so scale out by running more instances behind a sticky
-  load balancer (deploy/nginx.conf: ip_hash) with REDIS_URL set, which makes Socket.IO's
+  load balancer (deploy/nginx.conf: sticky by the session cookie) with REDIS_URL set, which makes Socket.IO's
   message queue and the in-flight replies shared.
 - WORKER_CLASS: `eventlet` (default, as the design card asks; gunicorn 26 removed this worker,
   so requirements.txt pins gunicorn 25) or `gevent`. The app's ASYNC_MODE follows it.
@@ -36,7 +36,7 @@ worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 if not os.environ.get("MAX_SOCKETS", "").strip():
     os.environ["MAX_SOCKETS"] = str(max(1, worker_connections - max(100, worker_connections // 10)))
 
-from config import Config, ConfigError  # noqa: E402  (after ASYNC_MODE is set)
+from config import Config, ConfigError
 
 try:  # a bad setting stops the master with one line, instead of a worker crash-looping
     _settings = Config().validate()

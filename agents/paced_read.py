@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import requests
 
@@ -27,7 +27,7 @@ HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 def paced_body(response: requests.Response, interval: float, sleep: Callable[[float], object],
-               clock: Callable[[], float] = time.monotonic) -> "PacedBody | None":
+               clock: Callable[[], float] = time.monotonic) -> PacedBody | None:
     """The body's bytes, read at most every `interval` s once pacing started; None when this
     response cannot be paced."""
     raw = response.raw

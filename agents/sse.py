@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Literal
+from typing import Literal
 
 from agents.llm_errors import EmptyStream, LLMStreamError, is_error_object, stream_error
 
@@ -70,7 +71,7 @@ def iter_events(lines: Iterable[str | bytes]) -> Iterator[tuple[str, str]]:
         if line.startswith(":"):
             continue
         field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
+        value = value.removeprefix(" ")
         if field == "data":
             data.append(value)
         elif field == "event":

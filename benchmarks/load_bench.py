@@ -1,7 +1,16 @@
-"""Concurrent chats through real gunicorn on 127.0.0.1: eventlet, gevent and threading side by side.
+"""Concurrent chats through real gunicorn on 127.0.0.1: eventlet, gevent and threading side by side,
+or the deployed topology: nginx in front of two gunicorn eventlet instances sharing Redis.
 
     .venv/bin/python benchmarks/load_bench.py [--clients 1000] [--ramp 10] [--tokens 200] [--token-ms 20]
-                                              [--modes eventlet,gevent,threading] [--redis]
+                                              [--modes eventlet,gevent,threading] [--redis URL]
+    .venv/bin/python benchmarks/load_bench.py --topology nginx2 --redis redis://127.0.0.1:6379/12 [--ramp 0]
+    .venv/bin/python benchmarks/load_bench.py --modes eventlet --redis URL --sweep 200,400,600,800,1000
+
+--topology nginx2 starts Debian's nginx with a config generated from deploy/nginx.conf (per-address
+limits lifted: every simulated user comes from 127.0.0.1) in front of two instances sharing
+--redis and one SQLite file; --sweep runs the ramped load at each N in turn and reports the
+largest N whose added time to first chunk stays under --target-ms at p99. Every process this
+starts (fake model, gunicorn masters, nginx) is stopped by its pid at the end.
 
 N python-socketio AsyncClients (websocket transport, all in this one process) each load the page
 for a session, connect, start a conversation at a random moment within --ramp seconds of the
@@ -33,8 +42,9 @@ import socketio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from conftest import free_port  # noqa: E402
-from fake_llm_process import stop_process  # noqa: E402
+from conftest import free_port
+from fake_llm_process import stop_process
+from topology import Nginx, children
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 CONNECT_BATCH = 50
@@ -66,7 +76,7 @@ def worker_exit(server, worker):
 
 
 def start_server(mode: str, fake_url: str, instance: Path, clients: int, redis_url: str | None,
-                 profile: str | None = None):
+                 profile: str | None = None, name: str = ""):
     port = free_port()
     env = {"PATH": os.environ["PATH"], "HOME": str(instance), "HOST": "127.0.0.1", "PORT": str(port),
            "INSTANCE_PATH": str(instance), "OPENAI_BASE_URL": fake_url, "MODEL": "fake-model",
@@ -85,9 +95,10 @@ def start_server(mode: str, fake_url: str, instance: Path, clients: int, redis_u
         if profile:  # the same settings, with the worker under cProfile (dumped when it exits)
             config = instance / "profiled.conf.py"
             config.write_text(PROFILED_CONFIG.format(config=str(ROOT / "gunicorn.conf.py"),
-                                                     out=str(Path(profile).resolve())))
+                                                     out=str(Path(profile + name).resolve())))
         command = [str(GUNICORN), "-c", str(config), "app:app"]
-    log = open(instance / f"{mode}.log", "wb")
+    log_path = instance / f"{mode}{name}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - the server writes to it until the benchmark stops it
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -99,22 +110,22 @@ def start_server(mode: str, fake_url: str, instance: Path, clients: int, redis_u
         except requests.RequestException:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{mode} server did not start: see {instance / (mode + '.log')}")
+            stop_process(process)
+            raise SystemExit(f"{mode} server did not start: see {log_path}")
         time.sleep(0.2)
 
 
 class ProcessSampler:
-    """Peak RSS and CPU seconds of a gunicorn master and its workers, read from /proc."""
+    """Peak RSS and CPU seconds of server processes (gunicorn masters, nginx) and their children, from /proc."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak_rss = pid, 0
+    def __init__(self, *roots: int) -> None:
+        self.roots, self.peak_rss = roots, 0
         self.cpu_start, self.wall_start = self.cpu(), time.monotonic()
 
     def pids(self) -> list[int]:
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        found = [self.pid]
-        if children.exists():
-            found += [int(p) for p in children.read_text().split()]
+        found = []
+        for pid in self.roots:
+            found += [pid, *children(pid)]
         return found
 
     def cpu(self) -> float:
@@ -208,9 +219,9 @@ class Chat:
                 self.error = ack.get("message")
                 return
             await asyncio.wait_for(self.done.wait(), timeout)
-        except (asyncio.TimeoutError, socketio.exceptions.TimeoutError):
+        except (TimeoutError, socketio.exceptions.TimeoutError):
             self.error = "timeout"
-        except Exception as error:  # a dropped connection counts as a failed chat
+        except Exception as error:  # noqa: BLE001 - a dropped connection counts as a failed chat
             self.error = type(error).__name__
 
     @property
@@ -285,44 +296,109 @@ def report(mode: str, chats: list[Chat], connect_failures: int, elapsed: float, 
 def print_table(rows: list[dict], args, baseline: float) -> None:
     print(f"\n{args.clients} clients, replies of {args.tokens} tokens at {args.token_ms} ms/token, "
           f"starts spread over {args.ramp} s, fake server's own first token {baseline * 1000:.1f} ms"
-          f"{', Redis queue' if args.redis else ''}\n")
-    print("| worker | success | added TTFC p50 / p95 / p99 (ms) | p99 gap (ms) | most streaming at once "
-          "| wall (s) | server CPU | load process CPU | server peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          f"{', Redis queue' if args.redis else ''}, topology {args.topology}; load average {_loadavg()}\n")
+    print("| worker | clients | success | added TTFC p50 / p95 / p99 (ms) | p99 gap (ms) | most streaming at once "
+          "| wall (s) | server CPU | load process CPU | fake model CPU | server peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mode']} | {r['success']:.1f}% | {r['ttfc_p50']:.0f} / {r['ttfc_p95']:.0f} / {r['ttfc_p99']:.0f} "
-              f"| {r['gap_p99']:.0f} | {r['at_once']} | {r['elapsed']:.1f} | {r['cpu']:.0f}% | {r['load_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
+        print(f"| {r['mode']} | {r['clients']} | {r['success']:.1f}% | {r['ttfc_p50']:.0f} / {r['ttfc_p95']:.0f} / "
+              f"{r['ttfc_p99']:.0f} | {r['gap_p99']:.0f} | {r['at_once']} | {r['elapsed']:.1f} | {r['cpu']:.0f}% "
+              f"| {r['load_cpu']:.0f}% | {r['fake_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
     for r in rows:
         if r["errors"] or r["connect_failures"]:
             print(f"{r['mode']}: connect failures {r['connect_failures']}, failed chats {r['errors']}")
 
 
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> dict:
+    """One load run against a fresh server set (one instance, or nginx + two), all stopped by pid after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        processes, proxy = [], None
+        try:
+            if args.topology == "nginx2":  # two instances, one SQLite file and one Redis, nginx in front
+                for name in ("-a", "-b"):
+                    processes.append(start_server(mode, fake_url, Path(tmp), clients, args.redis, args.profile, name))
+                proxy = Nginx(Path(tmp) / "nginx", [int(base.rsplit(":", 1)[1]) for base, _ in processes],
+                              limits=False).start()
+                base, roots = proxy.base, [p.pid for _, p in processes] + [proxy.process.pid]
+            else:
+                processes.append(start_server(mode, fake_url, Path(tmp), clients, args.redis, args.profile))
+                base, roots = processes[0][0], [processes[0][1].pid]
+            sampler, fake_sampler = ProcessSampler(*roots), ProcessSampler(args.fake_pid)
+            chats, failures, elapsed, cpu, load_cpu = asyncio.run(
+                run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler))
+        finally:
+            if proxy:
+                proxy.stop()
+            for _, process in processes:
+                stop_process(process)
+            _print_first_traceback(Path(tmp))
+    label = mode if args.topology == "single" else f"nginx + 2 x {mode}"
+    row = report(label, chats, failures, elapsed, cpu, load_cpu, sampler.peak_rss, baseline)
+    row["fake_cpu"] = fake_sampler.cpu_percent()  # near 100%: the fake model, not the app, is the limit
+    return row
+
+
+def _print_first_traceback(folder: Path, lines: int = 40) -> None:
+    """A failed chat's cause is in a server's log, which goes with the temporary folder: show it."""
+    for log in sorted(folder.glob("*.log")):
+        text = log.read_text(errors="replace")
+        if "Traceback" in text:
+            start = text.rfind("\n", 0, text.index("Traceback")) + 1
+            print(f"first traceback in {log.name}:\n" + "\n".join(text[start:].splitlines()[:lines]), flush=True)
+            return
+
+
+def sweep(args, mode: str, fake_url: str, baseline: float) -> list[dict]:
+    """Ramped runs at each N of --sweep, stopping at the first whose p99 added TTFC misses --target-ms."""
+    rows = []
+    for clients in [int(n) for n in args.sweep.split(",")]:
+        rows.append(run_once(args, mode, clients, fake_url, baseline))
+        print(json.dumps(rows[-1]), flush=True)
+        if rows[-1]["ttfc_p99"] >= args.target_ms or rows[-1]["success"] < 100:
+            break
+    passing = [r["clients"] for r in rows if r["ttfc_p99"] < args.target_ms and r["success"] == 100]
+    print(f"\n{mode}: largest N with 100% complete and p99 added TTFC < {args.target_ms:.0f} ms: "
+          f"{max(passing) if passing else 'none of ' + args.sweep}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which chats start")
+    parser.add_argument("--ramp", type=float, default=10.0, help="seconds over which chats start (0: all at once)")
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--token-ms", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a chat may take")
-    parser.add_argument("--modes", default="eventlet,gevent,threading")
+    parser.add_argument("--modes", default="eventlet,gevent,threading", help="worker classes (nginx2: eventlet)")
+    parser.add_argument("--topology", choices=("single", "nginx2"), default="single",
+                        help="single: one gunicorn; nginx2: nginx + two gunicorn instances (needs --redis)")
     parser.add_argument("--redis", default=None, help="REDIS_URL for the Socket.IO queue (default: none)")
-    parser.add_argument("--profile", default=None, help="write a cProfile of the (eventlet/gevent) worker here")
+    parser.add_argument("--sweep", default=None, help="comma-separated client counts: find the largest that "
+                                                      "keeps p99 added TTFC under --target-ms")
+    parser.add_argument("--target-ms", type=float, default=250.0)
+    parser.add_argument("--profile", default=None, help="write a cProfile of the (eventlet/gevent) worker here "
+                                                        "(nginx2: one file per instance, suffixed -a and -b)")
     args = parser.parse_args()
+    if args.topology == "nginx2" and not args.redis:
+        parser.error("--topology nginx2 needs --redis (the instances share it), e.g. redis://127.0.0.1:6379/12")
+    if args.topology == "nginx2" and args.modes == parser.get_default("modes"):
+        args.modes = "eventlet"
+    print(f"load average before: {_loadavg()}", flush=True)
     fake_url, fake = start_fake(args.tokens, args.token_ms / 1000)
+    args.fake_pid = fake.pid
     rows = []
     try:
         baseline = asyncio.run(fake_baseline(fake_url))
         for mode in args.modes.split(","):
-            with tempfile.TemporaryDirectory() as tmp:
-                base, server = start_server(mode, fake_url, Path(tmp), args.clients, args.redis, args.profile)
-                sampler = ProcessSampler(server.pid)
-                try:
-                    chats, failures, elapsed, cpu, load_cpu = asyncio.run(
-                        run_load(base, args.clients, args.ramp, args.tokens, args.timeout, sampler))
-                finally:
-                    stop_process(server)
-                rows.append(report(mode, chats, failures, elapsed, cpu, load_cpu, sampler.peak_rss, baseline))
-                print(json.dumps(rows[-1]), flush=True)
+            if args.sweep:
+                rows += sweep(args, mode, fake_url, baseline)
+                continue
+            rows.append(run_once(args, mode, args.clients, fake_url, baseline))
+            print(json.dumps(rows[-1]), flush=True)
     finally:
         stop_process(fake)
     print_table(rows, args, baseline)

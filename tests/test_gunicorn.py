@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import free_port
 from test_chat_e2e import Page, wait_until
 
@@ -100,14 +99,14 @@ def test_gunicorn_serves_chat_with_each_worker_class(start_gunicorn, fake_llm, w
 def test_gunicorn_unknown_worker_class_is_a_clear_error(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WORKER_CLASS": "sync", "PORT": str(free_port())}
     done = subprocess.run([str(GUNICORN), "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode != 0 and "WORKER_CLASS must be eventlet or gevent" in done.stdout + done.stderr
 
 
 def test_gunicorn_bad_setting_stops_at_once_with_the_settings_name(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PORT": str(free_port()), "REDIS_URL": "nope"}
     done = subprocess.run([str(GUNICORN), "-c", "gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode != 0 and "configuration error: REDIS_URL" in done.stdout + done.stderr
 
 
@@ -158,7 +157,7 @@ def test_two_instances_share_rooms_and_stop_through_redis(start_gunicorn, privat
     stop = tab_b.sio.call("stop_generation", {"conversation_id": ack["conversation_id"]}, timeout=10)
     assert stop == {"ok": True, "stopping": True, "message_id": ack["reply_id"]}
     assert tab_a.done.wait(10) and tab_b.done.wait(10)
-    done = [data for event, data in tab_b.events if event == "response_done"][0]
+    done = next(data for event, data in tab_b.events if event == "response_done")
     assert done["finish_reason"] == "stopped"
     reply = tab_b.stored(ack["conversation_id"])[-1]
     assert reply["finish_reason"] == "stopped" and len(reply["content"].split()) < 1000

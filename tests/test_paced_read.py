@@ -1,13 +1,15 @@
 """Reading a stream at most every `interval` seconds: same text, fewer reads, first token at once."""
+import itertools
 import time
 
 import pytest
 import requests
-from hypothesis import given, strategies as st
+from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agents.llm_client import LLMClient, LLMStreamError
-from agents.paced_read import PacedBody, _dechunked, _Pacer, _paced_reads
-from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
+from agents.paced_read import PacedBody, _dechunked, _paced_reads, _Pacer
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 
@@ -19,7 +21,7 @@ def chunked(pieces: list[bytes], extension: bytes = b"") -> bytes:
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 @given(pieces=st.lists(st.binary(min_size=1, max_size=40), max_size=12),
@@ -109,9 +111,9 @@ def test_paced_read_mid_stream_faults_keep_their_meaning(fake_llm, paced):
 def test_paced_read_timeout_mid_stream_is_a_stream_error(fake_llm):
     fake_llm.fail_next(Fault.hang(seconds=3, after=2))
     with LLMClient(fake_llm.url, None, model="fake-model", read_timeout=0.3, sleep=time.sleep,
-                   read_interval=0.05) as client:
-        with pytest.raises(LLMStreamError, match="stopped sending for 0.3 s") as raised:
-            client.complete(MESSAGES, 50)
+                   read_interval=0.05) as client, \
+            pytest.raises(LLMStreamError, match="stopped sending for 0.3 s") as raised:
+        client.complete(MESSAGES, 50)
     assert raised.value.partial == "Hello! How"
 
 

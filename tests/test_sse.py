@@ -240,8 +240,8 @@ def test_parse_sse_reads_crlf_bytes_end_to_end():
 
 
 @pytest.mark.parametrize("body, expected", [
-    ('{"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi", "reasoning_content": "r"}, '
-     '"finish_reason": "stop"}], "usage": {"total_tokens": 3}}',
+    (('{"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi", "reasoning_content": "r"}, '
+     '"finish_reason": "stop"}], "usage": {"total_tokens": 3}}'),
      [StreamEvent("reasoning", "r"), StreamEvent("content", "Hi"), StreamEvent("finish", finish_reason="stop"),
       StreamEvent("usage", usage={"total_tokens": 3})]),
     ('{"choices": [{"index": 0, "message": {"content": null}, "finish_reason": "length"}]}',

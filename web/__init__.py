@@ -7,19 +7,35 @@ from flask_socketio import SocketIO
 
 def register(app: Flask) -> None:
     """Attach every blueprint, hook and socket event to the app."""
+    import metrics
     from agents import offload
     from agents.calibration import Calibration
     from agents.file_jobs import sweep_orphans
     from agents.providers import Providers
-    import metrics
-    from . import (accounts, context, conversations, errors, generations, inflight, insights, limits, openapi,
-                   pages, security, system, transfer, uploads)
+
+    from . import (
+        accounts,
+        context,
+        conversations,
+        errors,
+        generations,
+        inflight,
+        insights,
+        limits,
+        openapi,
+        pages,
+        security,
+        steering,
+        system,
+        transfer,
+        uploads,
+    )
     context.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     accounts.init_app(app)
     limits.init_app(app, app.config["CHAT"])
-    for module in (pages, conversations, uploads, system, insights, transfer, openapi):
+    for module in (pages, conversations, uploads, system, insights, transfer, openapi, steering):
         app.register_blueprint(module.bp)
     redis_client = app.config.get("SESSION_REDIS")
     app.extensions["chat_inflight"] = (inflight.RedisInflight(redis_client) if redis_client

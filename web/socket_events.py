@@ -3,7 +3,6 @@ per conversation, so every tab of the user sees them (and every worker, with Red
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 from flask import current_app, g, request, session
@@ -13,76 +12,23 @@ import logs
 import metrics
 import threads
 import utils
-from agents import titler
+from agents import compaction, titler
 from agents.turn import TurnDeps, run_turn
 from storage.sqlite_store import is_busy
+
 from . import errors, generations, quotas, sessions, socket_sessions
 from .context import LOGIN_NEEDED, current_user_id, get_store, login_missing
 from .inflight import claim, live_snapshot
+from .socket_emitter import SocketEmitter, conversation_room
 
 log = logging.getLogger("chat.socket")
 MAX_CLIENT_ID = 100
 BUSY = "A reply is still being generated in this conversation. Stop it or wait for it."
 
 
-def conversation_room(conversation_id: str) -> str:
-    return f"conversation:{conversation_id}"
-
-
 def user_room(user_id: str) -> str:
     """Every tab of one user: file-job progress goes here, whichever conversation is open."""
     return f"user:{user_id}"
-
-
-class SocketEmitter:
-    """Emits a reply to its conversation's room, coalescing chunks (flushed every STREAM_FLUSH_MS)."""
-
-    def __init__(self, socketio: SocketIO, inflight, conversation_id: str, reply_id: str, flush_ms: int):
-        self.socketio, self.inflight, self.flush_s = socketio, inflight, flush_ms / 1000
-        self.conversation_id, self.reply_id = conversation_id, reply_id
-        self.room = conversation_room(conversation_id)
-        self._buffer: list[str] = []
-        self._last_flush = time.monotonic()
-        self._sent_any = False
-
-    def _emit(self, event: str, payload: dict) -> None:
-        self.socketio.emit(event, {**payload, "conversation_id": self.conversation_id}, to=self.room)
-
-    def chunk(self, text: str) -> None:
-        """The first text goes out at once (time to first chunk is what users feel); later text is
-        sent at most every flush interval."""
-        self._buffer.append(text)
-        if not self._sent_any or time.monotonic() - self._last_flush >= self.flush_s:
-            self._sent_any = True
-            self.flush()
-
-    def flush(self) -> None:
-        self._last_flush = time.monotonic()
-        if self._buffer:
-            text, self._buffer = "".join(self._buffer), []
-            self.inflight.append(self.reply_id, text)
-            self._emit("response_chunk", {"chunk": text, "message_id": self.reply_id})
-
-    def status(self, phase: str, detail: str = "") -> None:
-        self._emit("status", {"phase": phase, "detail": detail, "message_id": self.reply_id})
-
-    def routing(self, decision: dict) -> None:
-        self._emit("routing", {**decision, "message_id": self.reply_id})
-
-    def progress(self, payload: dict) -> None:
-        self._emit("file_progress", {**payload, "message_id": self.reply_id})
-
-    def usage(self, payload: dict) -> None:
-        self.flush()
-        self._emit("token_usage", payload)
-
-    def done(self, message_id: str, finish_reason: str, extra: dict | None = None) -> None:
-        self.flush()
-        self._emit("response_done", {**(extra or {}), "message_id": message_id, "finish_reason": finish_reason})
-
-    def error(self, message: str) -> None:
-        self.flush()
-        self._emit("error", {"message": message, "message_id": self.reply_id})
 
 
 def register(socketio: SocketIO) -> None:
@@ -293,13 +239,14 @@ def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, doc
     """Background task: the reply is stored even if every client has gone."""
     config, inflight = app.config["CHAT"], app.extensions["chat_inflight"]
     generations.started(reply_id, user_id, conversation_id)
-    emitter = SocketEmitter(socketio, inflight, conversation_id, reply_id, config.STREAM_FLUSH_MS)
+    emitter = SocketEmitter(socketio, inflight, conversation_id, reply_id, config.STREAM_FLUSH_MS,
+                            config.STREAM_FLUSH_MAX_MS, owner={"user_id": user_id, "message_id": message_id})
     deps = TurnDeps(app.extensions["chat_store"].get(), config, app.extensions["chat_providers"],
                     app.extensions["chat_calibration"])
     reply = None
     try:
         reply = run_turn(deps, user_id, conversation_id, message_id, reply_id, emitter,
-                         stopped=lambda: inflight.stop_requested(reply_id), attachment=document_id, model=model)
+                         stopped=emitter.stop_requested, attachment=document_id, model=model)
     except Exception:
         metrics.error("internal")
         log.exception("Generation failed")
@@ -307,6 +254,7 @@ def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, doc
     finally:
         inflight.finish(conversation_id, reply_id)
         generations.finished(reply_id)
+    compaction.after_reply(deps, user_id, conversation_id, reply_id, model, socketio.start_background_task)
     if config.AUTO_TITLE:
         _retitle(socketio, deps, user_id, conversation_id)
     _run_followups(reply)

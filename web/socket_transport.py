@@ -14,7 +14,7 @@ server's private driver table (a copy; the module-level table stays untouched).
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
 

@@ -1,0 +1,163 @@
+"""Adaptive coalescing (web/flush_pacer.py, web/socket_emitter.py): STREAM_FLUSH_MS while the event
+loop keeps up, up to STREAM_FLUSH_MAX_MS while it lags, and the first chunk never waits."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from web import flush_pacer
+from web.inflight import MemoryInflight
+from web.socket_emitter import SocketEmitter
+
+
+class RecordingSocketIO:
+    """What the emitter needs of Flask-SocketIO: emit (recorded) and background tasks (not run)."""
+
+    server = None
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, dict]] = []
+        self.tasks: list = []
+
+    def emit(self, event, payload, to=None) -> None:
+        self.emitted.append((event, payload))
+
+    def start_background_task(self, target, *args) -> None:
+        self.tasks.append(target)
+
+    def sleep(self, seconds) -> None:
+        pass
+
+    def chunks(self) -> list[str]:
+        return [payload["chunk"] for event, payload in self.emitted if event == "response_chunk"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("lag_s, expected_ms", [(0.0, 50), (0.01, 70), (0.05, 150), (0.1, 250), (5.0, 250)])
+def test_adaptive_flush_interval_grows_with_lag_up_to_the_maximum(lag_s, expected_ms):
+    assert flush_pacer.interval_s(50, 250, lag_s) == pytest.approx(expected_ms / 1000)
+
+
+def test_adaptive_flush_maximum_below_base_keeps_the_base():
+    assert flush_pacer.interval_s(80, 20, 1.0) == pytest.approx(0.08)
+
+
+def test_adaptive_flush_lag_rises_at_once_and_decays_back():
+    lag = flush_pacer.LoopLag()
+    lag.note(0.2)
+    assert lag.seconds == 0.2
+    lag.note(0.05)  # a smaller lag right after a big one does not hide it yet
+    assert lag.seconds == pytest.approx(0.2 * flush_pacer.DECAY)
+    for _ in range(20):
+        lag.note(-0.001)  # on-time wake-ups (sleep may even return a hair early)
+    assert lag.seconds < 0.001
+    assert flush_pacer.interval_s(50, 250, lag.seconds) == pytest.approx(0.05, abs=0.002)
+
+
+def emitter(flush_ms=50, flush_max_ms=250) -> tuple[SocketEmitter, RecordingSocketIO, Clock]:
+    socketio, clock = RecordingSocketIO(), Clock()
+    return SocketEmitter(socketio, MemoryInflight(), "c1", "r1", flush_ms, flush_max_ms, clock=clock), socketio, clock
+
+
+def test_adaptive_flush_one_probe_per_process_and_none_when_fixed():
+    first, socketio, _ = emitter()
+    second = SocketEmitter(socketio, MemoryInflight(), "c2", "r2", 50, 250)
+    assert first.lag is second.lag and len(socketio.tasks) == 1
+    fixed, socketio, _ = emitter(50, 50)
+    assert fixed.lag is None and socketio.tasks == []
+
+
+def test_adaptive_flush_first_chunk_is_never_delayed_under_load():
+    reply, socketio, _ = emitter()
+    reply.lag.note(10.0)  # the loop is far behind
+    reply.chunk("Hello")
+    assert socketio.chunks() == ["Hello"]
+
+
+def test_adaptive_flush_coalesces_longer_under_lag_and_returns_to_base():
+    reply, socketio, clock = emitter()
+    reply.chunk("a")
+    reply.lag.note(0.1)  # 250 ms now
+    clock.now += 0.1
+    reply.chunk("b")
+    clock.now += 0.1
+    reply.chunk("c")
+    assert socketio.chunks() == ["a"]  # 200 ms: past 50 ms, not yet 250 ms
+    clock.now += 0.06
+    reply.chunk("d")
+    assert socketio.chunks() == ["a", "bcd"]
+    for _ in range(30):
+        reply.lag.note(0.0)  # the loop caught up
+    clock.now += 0.06
+    reply.chunk("e")
+    assert socketio.chunks() == ["a", "bcd", "e"]  # back to 50 ms
+    reply.done("r1", "stop")
+    assert socketio.emitted[-1][0] == "response_done"
+
+
+# -- in a browser: large batches still look smooth (static/js/reveal.js) -------------------------
+
+VISIBLE_UPDATES = """() => { window.visibleUpdates = new Promise((resolve) => {
+  const times = [];
+  let length = 0;
+  const started = performance.now();
+  const sample = (now) => {
+    const bodies = document.querySelectorAll('.message.assistant .message-body');
+    const text = bodies.length ? bodies[bodies.length - 1].textContent : '';
+    if (text.length !== length) { length = text.length; times.push(now); }
+    if (document.body.dataset.replyDone === 'yes' && now - times[times.length - 1] > 500) resolve(times);
+    else if (now - started > 30000) resolve(times);
+    else requestAnimationFrame(sample);
+  };
+  requestAnimationFrame(sample);
+}); }"""
+
+
+def test_adaptive_flush_page_reveals_large_batches_at_a_steady_pace(tmp_path, fake_llm):
+    """Batches every 250 ms (the most the server coalesces under load) still show as a steady stream:
+    the p99 gap between visible updates stays far below the batch interval."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from browser_support import LiveApp, launch_chromium
+    fake_llm.tokens, fake_llm.token_delay = 120, 0.02  # 2.4 s of reply, ~10 batches
+    app = LiveApp(tmp_path / "instance", tmp_path, OPENAI_BASE_URL=fake_llm.url, MODEL="fake-model",
+                  STREAM_FLUSH_MS=250, STREAM_FLUSH_MAX_MS=250).start()
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            page = browser.new_page(base_url=app.base)
+            page.goto("/")
+            sync_api.expect(page.locator("body")).to_have_attribute("data-connected", "true")
+            page.evaluate(VISIBLE_UPDATES)  # samples every frame until told the reply is done
+            page.fill("#message-input", "Tell me a story")
+            page.keyboard.press("Enter")
+            sync_api.expect(page.locator("#stop-button")).to_be_hidden(timeout=20_000)
+            page.evaluate("() => { document.body.dataset.replyDone = 'yes'; }")
+            times = page.evaluate("() => window.visibleUpdates")
+            browser.close()
+    finally:
+        app.stop()
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
+    p99 = gaps[min(len(gaps) - 1, round(0.99 * len(gaps)))]
+    print(f"visible updates: {len(times)}, p99 gap {p99:.0f} ms, largest {gaps[-1]:.0f} ms")
+    assert len(times) > 30  # not ~10 jumps, one per batch
+    assert p99 < 150
+
+
+def test_adaptive_flush_stop_is_asked_once_per_interval_not_per_token():
+    reply, _, clock = emitter()
+    asked = []
+    reply.inflight.stop_requested = lambda reply_id: asked.append(reply_id) or len(asked) > 1
+    assert reply.stop_requested() is False
+    for _ in range(20):  # tokens within one interval: no more round trips
+        assert reply.stop_requested() is False
+    clock.now += 0.06
+    assert reply.stop_requested() is True and reply.stop_requested() is True
+    assert asked == ["r1", "r1"]

@@ -1,0 +1,108 @@
+"""Room presence: chunks go through the Redis queue only when another instance has a member of the
+conversation's room (web/room_presence.py, web/socket_queue.py)."""
+from __future__ import annotations
+
+import json
+import threading
+
+import redis
+from test_chat_e2e import Page, wait_until
+from test_gunicorn import start_gunicorn  # noqa: F401  (fixture)
+
+from web.room_presence import ALIVE_KEY, RoomPresence
+
+
+class Published:
+    """Counts the events published on Socket.IO's Redis channel, by event name."""
+
+    def __init__(self, url: str, channel: str = "socketio") -> None:
+        self.counts: dict[str, int] = {}
+        self.stopped = threading.Event()
+        self.pubsub = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(channel)
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        while not self.stopped.is_set():
+            message = self.pubsub.get_message(timeout=0.1)
+            if message:
+                event = json.loads(message["data"]).get("event", "?")
+                self.counts[event] = self.counts.get(event, 0) + 1
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.pubsub.close()
+
+
+def test_room_presence_sees_only_live_other_instances(private_redis):
+    client = redis.Redis.from_url(private_redis["url"])
+    a, b = RoomPresence(client, "a", ttl_s=30), RoomPresence(client, "b", ttl_s=30)
+    a.joined("conversation:1")
+    assert not a.remote("conversation:1") and b.remote("conversation:1")
+    b.joined("conversation:1")
+    assert a.remote("conversation:1")
+    b.left("conversation:1")
+    assert not a.remote("conversation:1")
+    b.joined("conversation:2")
+    client.delete(ALIVE_KEY + "b")  # b was killed: its heartbeat expired
+    a = RoomPresence(client, "a", ttl_s=30)  # (a's view of who is alive is cached for a moment)
+    assert not a.remote("conversation:2")
+    assert client.hkeys("presence:room:conversation:2") == []  # the dead member was cleared
+    assert b.remote("conversation:3") is False
+
+
+def test_room_presence_unreadable_redis_means_publish(private_redis):
+    presence = RoomPresence(redis.Redis.from_url("redis://127.0.0.1:1/0"), "a", ttl_s=30)
+    presence.joined("conversation:1")  # logged, not raised
+    assert presence.remote("conversation:1") is True
+
+
+def test_room_presence_local_members_only_publish_no_chunks(start_gunicorn, private_redis, fake_llm):
+    fake_llm.tokens, fake_llm.token_delay = 60, 0.01
+    a = start_gunicorn("a", OPENAI_BASE_URL=fake_llm.url, REDIS_URL=private_redis["url"])
+    start_gunicorn("b", OPENAI_BASE_URL=fake_llm.url, REDIS_URL=private_redis["url"])
+    published = Published(private_redis["url"])
+    tab_1, tab_2 = Page(a.base), None
+    try:
+        ack = tab_1.sio.call("send_message", {"message": "Hello"}, timeout=10)
+        tab_2 = Page(a.base, http=tab_1.http)  # a second tab of the same user, on the same instance
+        assert tab_2.sio.call("join_conversation", {"conversation_id": ack["conversation_id"]}, timeout=10)["ok"]
+        assert tab_1.done.wait(15) and tab_2.done.wait(15)
+        assert tab_1.chunks() == "".join(fake_llm.pieces(None)[0])
+        assert tab_2.chunks() and tab_1.chunks().endswith(tab_2.chunks())
+        assert published.counts.get("response_chunk", 0) == 0
+        assert published.counts.get("response_done", 0) == 0, published.counts
+    finally:
+        published.close()
+        for tab in (tab_1, tab_2):
+            if tab:
+                tab.sio.disconnect()
+
+
+def test_room_presence_member_on_other_instance_gets_chunks_through_queue(start_gunicorn, private_redis,
+                                                                          fake_llm):
+    fake_llm.tokens, fake_llm.token_delay = 60, 0.01
+    a = start_gunicorn("a", OPENAI_BASE_URL=fake_llm.url, REDIS_URL=private_redis["url"])
+    b = start_gunicorn("b", OPENAI_BASE_URL=fake_llm.url, REDIS_URL=private_redis["url"])
+    tab_a = Page(a.base)
+    tab_b = Page(b.base, http=tab_a.http)  # same browser, so the same user (sessions are in Redis)
+    published = Published(private_redis["url"])
+    try:
+        first = tab_a.sio.call("send_message", {"message": "Hello"}, timeout=10)
+        assert tab_a.done.wait(15)
+        tab_a.done.clear()
+        assert tab_b.sio.call("join_conversation", {"conversation_id": first["conversation_id"]}, timeout=10)["ok"]
+        published.counts.clear()
+        ack = tab_a.sio.call("send_message", {"message": "Again", "conversation_id": first["conversation_id"]},
+                             timeout=10)
+        assert ack["ok"] and tab_a.done.wait(15) and tab_b.done.wait(15)
+        expected = "".join(fake_llm.pieces(None)[0])
+        assert tab_b.chunks() == expected and tab_a.chunks() == expected * 2
+        wait_until(lambda: published.counts.get("response_done", 0) == 1)
+        assert published.counts["response_chunk"] >= 1
+    finally:
+        published.close()
+        tab_a.sio.disconnect()
+        tab_b.sio.disconnect()

@@ -1,0 +1,92 @@
+"""The emitter seam between a reply being generated and the sockets of its conversation's room."""
+from __future__ import annotations
+
+import time
+
+from flask_socketio import SocketIO
+
+from . import flush_pacer, orphans
+
+
+def conversation_room(conversation_id: str) -> str:
+    return f"conversation:{conversation_id}"
+
+
+class SocketEmitter:
+    """Emits a reply to its conversation's room, coalescing chunks: every STREAM_FLUSH_MS, longer
+    while the event loop lags (web/flush_pacer.py). While it runs, the reply is leased to this
+    instance (web/orphans.py), so a surviving instance stores it if this one is killed."""
+
+    def __init__(self, socketio: SocketIO, inflight, conversation_id: str, reply_id: str, flush_ms: int,
+                 flush_max_ms: int | None = None, owner: dict | None = None, clock=time.monotonic):
+        self.socketio, self.inflight, self.clock = socketio, inflight, clock
+        self.flush_ms, self.flush_max_ms = flush_ms, max(flush_ms, flush_max_ms or flush_ms)
+        self.lag = flush_pacer.loop_lag(socketio) if self.flush_max_ms > flush_ms else None
+        self.conversation_id, self.reply_id = conversation_id, reply_id
+        self.room = conversation_room(conversation_id)
+        self._buffer: list[str] = []
+        self._last_flush = self.clock()
+        self._sent_any = False
+        self._stop, self._stop_checked = False, float("-inf")
+        self._leased = owner is not None
+        if owner is not None:
+            orphans.lease(socketio, reply_id, {**owner, "conversation_id": conversation_id})
+
+    def interval_s(self) -> float:
+        return flush_pacer.interval_s(self.flush_ms, self.flush_max_ms, self.lag.seconds if self.lag else 0.0)
+
+    def stop_requested(self) -> bool:
+        """Whether Stop was pressed, asked of the shared in-flight state at most once per flush
+        interval: asked per token, it was most of a busy worker's Redis round trips."""
+        now = self.clock()
+        if not self._stop and now - self._stop_checked >= self.interval_s():
+            self._stop_checked = now
+            self._stop = self.inflight.stop_requested(self.reply_id)
+        return self._stop
+
+    def _emit(self, event: str, payload: dict) -> None:
+        self.socketio.emit(event, {**payload, "conversation_id": self.conversation_id}, to=self.room)
+
+    def chunk(self, text: str) -> None:
+        """The first text goes out at once (time to first chunk is what users feel); later text is
+        sent at most every flush interval."""
+        self._buffer.append(text)
+        if not self._sent_any or self.clock() - self._last_flush >= self.interval_s():
+            self._sent_any = True
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = self.clock()
+        if self._buffer:
+            text, self._buffer = "".join(self._buffer), []
+            self.inflight.append(self.reply_id, text)  # before the emit: see web/socket_queue.py
+            self._emit("response_chunk", {"chunk": text, "message_id": self.reply_id})
+
+    def status(self, phase: str, detail: str = "") -> None:
+        self._emit("status", {"phase": phase, "detail": detail, "message_id": self.reply_id})
+
+    def routing(self, decision: dict) -> None:
+        self._emit("routing", {**decision, "message_id": self.reply_id})
+
+    def progress(self, payload: dict) -> None:
+        self._emit("file_progress", {**payload, "message_id": self.reply_id})
+
+    def usage(self, payload: dict) -> None:
+        self.flush()
+        self._emit("token_usage", payload)
+
+    def done(self, message_id: str, finish_reason: str, extra: dict | None = None) -> None:
+        self.flush()
+        self._release()
+        self._emit("response_done", {**(extra or {}), "message_id": message_id, "finish_reason": finish_reason})
+
+    def error(self, message: str) -> None:
+        self.flush()
+        self._release()
+        self._emit("error", {"message": message, "message_id": self.reply_id})
+
+    def _release(self) -> None:
+        """The reply is stored (done) or has failed for good (error): no longer an orphan if we die."""
+        if self._leased:
+            self._leased = False
+            orphans.release(self.socketio, self.reply_id)

@@ -1,0 +1,81 @@
+"""Socket.IO's Redis queue, publishing only what another instance needs.
+
+python-socketio's RedisManager publishes every emit to every instance, each of which decodes it
+and looks for local members: with every reply chunk that is most of a busy instance's work for
+nothing. This manager emits straight to local sockets when the room has no member on another
+live instance (web/room_presence.py), and through the queue only when it does.
+
+No chunk is lost to a tab joining on another instance mid-reply: the joining instance records
+its presence before it reads the reply's text so far, and the emitter appends each flush to that
+text before the emit asks for presence, so a flush either is in the text read or sees the member.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import redis
+from socketio import RedisManager
+
+from .room_presence import RoomPresence
+
+log = logging.getLogger("chat.presence")
+
+
+class PresenceRedisManager(RedisManager):
+    """RedisManager plus presence for the rooms whose names start with one of `prefixes` (other
+    rooms, and sockets of other instances, always go through the queue); `on_beat` runs with each
+    heartbeat (the orphan sweep)."""
+
+    def __init__(self, url: str, ttl_s: float, prefixes: tuple[str, ...],
+                 on_beat: Callable[[RoomPresence], None] | None = None) -> None:
+        super().__init__(url)
+        self.prefixes = prefixes
+        self.presence = RoomPresence(redis.Redis.from_url(url), self.host_id, ttl_s)
+        self.on_beat = on_beat
+
+    def initialize(self) -> None:
+        super().initialize()
+        self.server.start_background_task(self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        while True:
+            self.presence.beat(self._local_rooms())
+            if self.on_beat:
+                try:
+                    self.on_beat(self.presence)
+                except redis.RedisError as error:
+                    log.warning("Orphaned replies not checked: %s", type(error).__name__)
+                except Exception:
+                    log.exception("Heartbeat task failed")
+            self.server.sleep(self.presence.ttl_s / 3)
+
+    def _local_rooms(self) -> list[str]:
+        return [room for rooms in list(self.rooms.values()) for room in list(rooms) if self._tracked(room)]
+
+    def _tracked(self, room) -> bool:
+        return isinstance(room, str) and room.startswith(self.prefixes)
+
+    def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None, to=None, **kwargs):
+        room, namespace = to or room, namespace or "/"
+        if callback is None and not kwargs.get("ignore_queue") and self._local_only(namespace, room):
+            kwargs["ignore_queue"] = True
+        return super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback,
+                            **kwargs)
+
+    def _local_only(self, namespace: str, room) -> bool:
+        """A socket of this instance, or a named room no other live instance has a member in."""
+        if isinstance(room, str) and self.is_sid_room(namespace, room):
+            return True
+        return self._tracked(room) and not self.presence.remote(room)
+
+    def basic_enter_room(self, sid, namespace, room, eio_sid=None):
+        first = self._tracked(room) and room not in self.rooms.get(namespace, {})
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if first:
+            self.presence.joined(room)
+
+    def basic_leave_room(self, sid, namespace, room):
+        super().basic_leave_room(sid, namespace, room)
+        if self._tracked(room) and room not in self.rooms.get(namespace, {}):
+            self.presence.left(room)
