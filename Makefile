@@ -3,11 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test init-db bench-search clean local-model
+.PHONY: run test lint init-db bench-search clean local-model screenshots
 
-$(BIN)/.installed: requirements.txt
+$(BIN)/.installed: requirements.txt                         ## what the app needs to run
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt  ## plus tests, benchmarks and tooling
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json   ## front-end libraries the app serves itself (no CDN)
@@ -18,17 +22,23 @@ node_modules/.installed: package.json package-lock.json   ## front-end libraries
 run: $(BIN)/.installed node_modules/.installed            ## start the app on the embedded defaults (SQLite, file sessions)
 	$(BIN)/python app.py
 
-test: $(BIN)/.installed node_modules/.installed           ## the whole test suite with coverage (starts Redis if it is down)
+test: $(BIN)/.installed-dev node_modules/.installed           ## the whole test suite with coverage (starts Redis if it is down)
 	bash scripts/ensure_redis.sh
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report
 
+lint: $(BIN)/.installed-dev                                ## ruff: the default rules plus import order (I) and bugbear (B)
+	$(BIN)/ruff check .
+
 init-db: $(BIN)/.installed
 	$(BIN)/python init_db.py
 
-bench-search: $(BIN)/.installed
+bench-search: $(BIN)/.installed-dev
 	$(BIN)/python benchmarks/search_bench.py
+
+screenshots: $(BIN)/.installed-dev node_modules/.installed    ## re-take the chat page's screenshot baselines (tests/screenshots/)
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_ux_visual.py
 
 # A real model server for the real_llm tests and for trying the app offline (llama.cpp, SmolLM2-135M).
 # llama-cpp-python is source-only on PyPI: the first build compiles for 6 to 11 minutes on 2 cores;

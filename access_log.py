@@ -38,7 +38,7 @@ class QueryFilter(logging.Filter):
             return True
         try:
             message = record.getMessage()
-        except Exception:  # leave a malformed call to the handler's own error reporting
+        except Exception:  # noqa: BLE001 - leave a malformed call to the handler's own error reporting
             return True
         record.msg, record.args = redact_queries(message), None
         return True

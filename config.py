@@ -56,7 +56,7 @@ class Config:
         self.CHUNK_SIZE_TOKENS = _number("CHUNK_SIZE_TOKENS", "1000")
         self.MAX_FILE_SIZE_MB = _number("MAX_FILE_SIZE_MB", "5.0", float)
         self.IMPORT_MAX_MB = _number("IMPORT_MAX_MB", "50", float)
-        self.ALLOWED_EXTENSIONS = _extensions(_env("ALLOWED_EXTENSIONS", "txt,md,json"))
+        self.ALLOWED_EXTENSIONS = _extensions(_env("ALLOWED_EXTENSIONS", "txt,md,json,pdf,docx"))
         self.OPENAI_BASE_URL = _env("OPENAI_BASE_URL") or _env("AZURE_API_URL")
         self.OPENAI_API_KEY = _env("OPENAI_API_KEY") or _env("API_KEY")
         self.MODEL = _env("MODEL", "gpt-4o-mini")
@@ -77,6 +77,8 @@ class Config:
         self.SUMMARY_MODEL = _env("SUMMARY_MODEL")
         self.MODEL_CONTEXT_WINDOWS = _windows(_env("MODEL_CONTEXT_WINDOWS", ""))
         self.STREAM_FLUSH_MS = _number("STREAM_FLUSH_MS", "50")
+        self.STREAM_FLUSH_MAX_MS = _number("STREAM_FLUSH_MAX_MS", "250")  # while the event loop lags
+        self.INSTANCE_TTL_S = _number("INSTANCE_TTL_S", "30", float)  # an instance silent this long is dead
         self.AGENT_MODELS = _mapping("AGENT_MODELS", _env("AGENT_MODELS", ""))
         self.AGENT_ENDPOINTS = _mapping("AGENT_ENDPOINTS", _env("AGENT_ENDPOINTS", ""))
         self.AGENT_API_KEYS = _mapping("AGENT_API_KEYS", _env("AGENT_API_KEYS", ""))
@@ -119,12 +121,19 @@ class Config:
         # -- math pool
         self.MATH_WORKERS = _number("MATH_WORKERS", "2")  # sandbox processes shared by all users (>= 1)
         self.MATH_QUEUE_WAIT_S = _number("MATH_QUEUE_WAIT_S", "3", float)  # then "busy, try again"
+        # -- PDF and DOCX uploads (documents/): each read by one worker process under these limits
+        self.DOCUMENT_MAX_PAGES = _number("DOCUMENT_MAX_PAGES", "2000")  # a PDF with more is refused
+        self.DOCUMENT_MAX_INFLATED_MB = _number("DOCUMENT_MAX_INFLATED_MB", "50", float)  # .docx unpacked, a PDF stream
+        self.DOCUMENT_MAX_TEXT_MB = _number("DOCUMENT_MAX_TEXT_MB", "10", float)  # text extracted from one file
+        self.DOCUMENT_TIMEOUT_S = _number("DOCUMENT_TIMEOUT_S", "30", float)  # reading one file, wall clock
+        self.DOCUMENT_MEMORY_MB = _number("DOCUMENT_MEMORY_MB", "1024", float)  # the worker's address space
+        self.DOCUMENT_WORKERS = _number("DOCUMENT_WORKERS", "2")  # reading at once, per server process
 
     @property
     def is_production(self) -> bool:
         return self.APP_ENV == "production"
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Raise ConfigError naming the first bad setting."""
         if self.APP_ENV not in ("development", "production", "testing"):
             raise ConfigError(f"APP_ENV must be development, production or testing, got {self.APP_ENV!r}")
@@ -163,6 +172,10 @@ class Config:
             if window <= self.REPLY_TOKENS:
                 raise ConfigError(f"MODEL_CONTEXT_WINDOWS: {model}={window} must be larger than REPLY_TOKENS")
         for name in ("MAX_FILE_SIZE_MB", "IMPORT_MAX_MB", "UPLOAD_QUOTA_MB", "UPLOAD_TOTAL_MB"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("DOCUMENT_MAX_PAGES", "DOCUMENT_MAX_INFLATED_MB", "DOCUMENT_MAX_TEXT_MB", "DOCUMENT_TIMEOUT_S",
+                     "DOCUMENT_MEMORY_MB", "DOCUMENT_WORKERS"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
         if self.MATH_QUEUE_WAIT_S < 0:

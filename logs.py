@@ -15,9 +15,9 @@ import re
 import string
 import sys
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
-from typing import Callable, Iterator
 from urllib.parse import unquote, urlparse
 
 from flask import Flask, Response, g, request
@@ -35,11 +35,11 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("reques
 
 # Secrets named in the line. Each pattern is tried only where one of its anchor words starts
 # (one scan of the lowercased line finds them all), so a line without any costs a few microseconds.
-_AUTHORIZATION = re.compile(r"""(authorization["']?\s*[:=]\s*["']?(?:(?:bearer|basic|token)\s+)?)[^\s"',;]+""", re.I)
-_BEARER = re.compile(r"\b(bearer)\s+[A-Za-z0-9._~+/=-]+", re.I)
-_KEY_OR_PASSWORD = re.compile(r"""(api[-_ ]?key|passw(?:or)?d|passphrase)(["']?\s*[:=]\s*["']?)[^\s"',;&]+""", re.I)
+_AUTHORIZATION = re.compile(r"""(authorization["']?\s*[:=]\s*["']?(?:(?:bearer|basic|token)\s+)?)[^\s"',;]+""", re.IGNORECASE)
+_BEARER = re.compile(r"\b(bearer)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_KEY_OR_PASSWORD = re.compile(r"""(api[-_ ]?key|passw(?:or)?d|passphrase)(["']?\s*[:=]\s*["']?)[^\s"',;&]+""", re.IGNORECASE)
 _LONG_SECRET = re.compile(r"""(key|token|secret)(["']?\s*[:=]\s*["']?)"""
-                          r"(?![0-9a-f]{8}-[0-9a-f]{4}-)[A-Za-z0-9+/_.~-]{32,}={0,2}", re.I)  # not a UUID
+                          r"(?![0-9a-f]{8}-[0-9a-f]{4}-)[A-Za-z0-9+/_.~-]{32,}={0,2}", re.IGNORECASE)  # not a UUID
 _SK = re.compile(r"\bsk[-_][A-Za-z0-9_-]{16,}")
 _BY_ANCHOR = {
     "authorization": (_AUTHORIZATION, r"\1[secret]"), "bearer": (_BEARER, r"\1 [secret]"),
@@ -62,7 +62,7 @@ _PHONE = re.compile(r"""
       | \(?\d{2,5}+\)?(?:[ .-]\d{2,4}+){2,4}     # (555) 123-4567, 555.123.4567, 020 7946 0958, 06 12 34 56 78
       | 0\d{8,10} )                             # 0612345678: ungrouped needs the national trunk 0
     (?![\w:-]|\.\d)                         # not followed by more of a number, time or id
-""", re.X)
+""", re.VERBOSE)
 
 
 class Redactor:
@@ -138,7 +138,7 @@ class RedactFilter(logging.Filter):
             return True
         try:
             message = record.getMessage()
-        except Exception:  # a malformed call must not raise in the caller, nor print its arguments
+        except Exception:  # noqa: BLE001 - a malformed call must not raise in the caller, nor print its arguments
             message = f"{record.msg} (unformattable arguments)"
         record.msg, record.args = self.redact(message), None
         for key, value in _extras(record).items():
@@ -166,7 +166,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {key: value for key, value in _extras(record).items() if _json_safe(value)}
-        entry.update(ts=datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        entry.update(ts=datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
                      .replace("+00:00", "Z"), level=record.levelname, logger=record.name,
                      message=record.getMessage(), request_id=getattr(record, "request_id", "-"))
         if record.exc_info or record.exc_text:

@@ -11,7 +11,7 @@ Pure functions over store records (dicts with message_id, parent_message_id, met
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def parents(messages: list[dict]) -> dict[str, str | None]:
@@ -62,3 +62,11 @@ def with_parents(messages: Iterable[dict]) -> list[dict]:
     messages = list(messages)
     parent_of = parents(messages)
     return [{**m, "parent_message_id": parent_of[m["message_id"]]} for m in messages]
+
+
+def since(path: list[dict], checkpoint_id: str | None) -> list[dict]:
+    """The end of a path from its newest occurrence of `checkpoint_id` (the whole path without it)."""
+    for index in range(len(path) - 1, -1, -1):
+        if path[index]["message_id"] == checkpoint_id:
+            return path[index:]
+    return path

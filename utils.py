@@ -7,9 +7,9 @@ from __future__ import annotations
 import codecs
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
 import tiktoken
 
@@ -168,13 +168,16 @@ class ContextPlan:
 
 
 def assemble_context(history: list[dict], summary: dict | None, system_prompt: str, budget: Budget,
-                     summarise: Summariser | None, summariser_window: int | None = None) -> ContextPlan:
+                     summarise: Summariser | None, summariser_window: int | None = None,
+                     compact_early: bool = True) -> ContextPlan:
     """Choose what to send for the next reply, folding overflow into the rolling summary.
 
-    history: every stored message (dicts with message_id, role, content, tokens), oldest
-    first, the newest user message last. Token counts come from the store: nothing already
-    counted is tokenised again. The summariser runs only when the history passed the
-    compaction threshold, and then once per chunk of overflow (recursively if it is large).
+    history: the stored messages of the branch (dicts with message_id, role, content, tokens),
+    oldest first, the newest user message last; from the summary's checkpoint on is enough.
+    Token counts come from the store: nothing already counted is tokenised again. The
+    summariser runs only when the history passed the compaction threshold (with
+    compact_early=False: only when the request would not fit at all, compaction being done in
+    the background), and then once per chunk of overflow (recursively if it is large).
     """
     live = _after_checkpoint(history, summary)
     fixed = message_tokens("system", system_prompt) + REPLY_PRIMING
@@ -183,17 +186,18 @@ def assemble_context(history: list[dict], summary: dict | None, system_prompt: s
         raise MessageTooLarge(newest, max(0, budget.prompt_room - fixed), budget.context_window,
                               budget.reply_tokens)
     summary_cost = summary["tokens"] if summary else 0
-    if fixed + summary_cost + _total(live) <= budget.compact_at * budget.prompt_room:
+    threshold = budget.compact_at * budget.prompt_room if compact_early else budget.prompt_room
+    if fixed + summary_cost + _total(live) <= threshold:
         return _plan(system_prompt, summary, live, fixed)
     cut = _tail_start(live, budget.keep_recent * budget.prompt_room - fixed)
     overflow, live = live[:cut], live[cut:]
     plan_summary, calls, changed, notice, dropped = summary, 0, False, None, 0
     if overflow and summarise is not None:
         try:
-            plan_summary, calls = _extend_summary(summary, overflow, summarise, budget,
-                                                  summariser_window or budget.context_window)
+            plan_summary, calls = extend_summary(summary, overflow, summarise, budget,
+                                                 summariser_window or budget.context_window)
             changed = True
-        except Exception:  # any summariser failure: degrade, never send an over-budget request
+        except Exception:  # noqa: BLE001 - any summariser failure: degrade, never send an over-budget request
             notice, dropped = _dropped_notice(len(overflow)), len(overflow)
     elif overflow:
         notice, dropped = _dropped_notice(len(overflow)), len(overflow)
@@ -204,6 +208,23 @@ def assemble_context(history: list[dict], summary: dict | None, system_prompt: s
     plan.notice = plan.notice or notice
     plan.compacted_ids = [m["message_id"] for m in overflow]
     return plan
+
+
+def request_size(history: list[dict], summary: dict | None, system_prompt: str) -> int:
+    """Counted size of a request with the stored summary and every message after its checkpoint."""
+    fixed = message_tokens("system", system_prompt) + REPLY_PRIMING
+    return fixed + (summary["tokens"] if summary else 0) + _total(_after_checkpoint(history, summary))
+
+
+def overflow_due(history: list[dict], summary: dict | None, system_prompt: str, budget: Budget,
+                 headroom: int = 0) -> list[dict]:
+    """The messages assemble_context would fold into the summary if `headroom` more tokens came
+    (the next turn): [] while the request stays under the compaction threshold."""
+    if request_size(history, summary, system_prompt) + headroom <= budget.compact_at * budget.prompt_room:
+        return []
+    live = _after_checkpoint(history, summary)
+    fixed = message_tokens("system", system_prompt) + REPLY_PRIMING
+    return live[:_tail_start(live, budget.keep_recent * budget.prompt_room - fixed)]
 
 
 def _after_checkpoint(history: list[dict], summary: dict | None) -> list[dict]:
@@ -265,8 +286,8 @@ def _dropped_notice(count: int) -> str:
             "for this reply. They are still saved in your history.")
 
 
-def _extend_summary(summary: dict | None, overflow: list[dict], summarise: Summariser, budget: Budget,
-                    window: int) -> tuple[dict, int]:
+def extend_summary(summary: dict | None, overflow: list[dict], summarise: Summariser, budget: Budget,
+                   window: int) -> tuple[dict, int]:
     """summary_{k+1} = summarise(summary_k + overflowed turns), recursively when too large for one call."""
     cap = budget.summary_cap()
     lines = ([f"Earlier summary: {summary['content']}"] if summary else []) + [

@@ -10,7 +10,7 @@ interrupt_requests cuts short, someone else's reply. Its prompt cache makes the 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from agents.llm_errors import LLMError
 

@@ -14,23 +14,42 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Self
 
 import requests
 import requests.adapters
 import urllib3
 
-from agents.llm_errors import (ContextLengthExceeded, EmptyStream, LLMBadRequest, LLMError, LLMStreamError,
-                               LLMUnavailable, error_for_status, redact)
+from agents.llm_errors import (
+    ContextLengthExceeded,
+    EmptyStream,
+    LLMBadRequest,
+    LLMError,
+    LLMStreamError,
+    LLMUnavailable,
+    error_for_status,
+    redact,
+)
 from agents.llm_http import COMPAT_FIXES, endpoint_for, request_headers, retry_after_seconds
 from agents.paced_read import paced_body
 from agents.sse import StreamEvent, StreamStats, parse_completion, parse_sse, split_lines
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LLMClient", "Completion", "StreamEvent", "collect", "LLMError", "LLMUnavailable",
-           "ContextLengthExceeded", "LLMBadRequest", "LLMStreamError", "EmptyStream"]
+__all__ = [
+    "Completion",
+    "ContextLengthExceeded",
+    "EmptyStream",
+    "LLMBadRequest",
+    "LLMClient",
+    "LLMError",
+    "LLMStreamError",
+    "LLMUnavailable",
+    "StreamEvent",
+    "collect",
+]
 
 ERROR_BODY_LIMIT = 64 * 1024
 CONNECTIONS_PER_HOST = 64
@@ -88,7 +107,7 @@ class LLMClient:
     def __repr__(self) -> str:
         return f"LLMClient({self._log_url!r}, model={self.model!r})"
 
-    def __enter__(self) -> "LLMClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:

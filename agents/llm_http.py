@@ -4,10 +4,10 @@ Also the parameters some servers reject, with the request that works instead.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -52,8 +52,8 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def request_headers(endpoint: Endpoint, api_key: str | None) -> dict:

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
 
 import pybreaker
 
 import metrics
-from agents.llm_client import (ContextLengthExceeded, EmptyStream, LLMBadRequest, LLMClient, LLMError,
-                               LLMUnavailable, collect)
+from agents.llm_client import (
+    ContextLengthExceeded,
+    EmptyStream,
+    LLMBadRequest,
+    LLMClient,
+    LLMError,
+    LLMUnavailable,
+    collect,
+)
 from agents.sse import StreamEvent
 
 log = logging.getLogger("chat.providers")
@@ -72,7 +79,7 @@ class Providers:
                                   config.FALLBACK_MODEL or model))
         return found
 
-    def client(self, agent: str, model: str | None = None) -> "FailoverClient | None":
+    def client(self, agent: str, model: str | None = None) -> FailoverClient | None:
         """`model` (the page's pick) replaces the first endpoint's model; a fallback keeps its own."""
         endpoints = self.endpoints(agent)
         if not endpoints:
@@ -122,7 +129,7 @@ class Providers:
         for endpoint in endpoints:
             try:
                 states[endpoint.name] = self.breaker(endpoint).current_state
-            except Exception as error:  # a Redis outage must not break /health
+            except Exception as error:  # noqa: BLE001 - a Redis outage must not break /health
                 log.warning("Breaker state unavailable: %s", type(error).__name__)
                 states[endpoint.name] = "unknown"
         in_use = next((name for name, state in states.items() if state != pybreaker.STATE_OPEN), None)

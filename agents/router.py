@@ -11,8 +11,8 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
 
 from agents.math.agent import detect_math
 
@@ -106,7 +106,7 @@ def _stem_mentioned(name: str, lowered_text: str) -> bool:
 def _safe_classify(classify, text: str) -> str | None:
     try:
         answer = (classify(text) or "").strip().lower()
-    except Exception as error:  # the classifier is an optimisation: the rules' answer stands
+    except Exception as error:  # noqa: BLE001 - the classifier is an optimisation: the rules' answer stands
         log.warning("Router classifier failed: %s", type(error).__name__)
         return None
     word = re.match(r"[a-z]+", answer)

@@ -25,7 +25,7 @@ import socketio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-import llama_server as real  # noqa: E402
+import llama_server as real
 
 QUESTION = "Describe a walrus in a few sentences."
 SYSTEM = "You are a helpful assistant."  # the app's default SYSTEM_PROMPT, so both ways ask the same

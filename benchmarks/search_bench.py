@@ -32,25 +32,24 @@ import sys
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from storage.snippets import END, START  # noqa: E402
-from storage.sqlite_store import SqliteStore  # noqa: E402
+from storage.sqlite_store import SqliteStore
 
 DATA = Path(__file__).resolve().parent / ".data"
 VOCAB_SIZE, ZIPF_S = 50_000, 1.0
-EPOCH, SPAN_S = datetime(2023, 1, 1, tzinfo=timezone.utc), 730 * 86400
+EPOCH, SPAN_S = datetime(2023, 1, 1, tzinfo=UTC), 730 * 86400
 TARGET_MS = {"normal": 50.0, "heavy": 100.0}
 
 
 # -- data generation ------------------------------------------------------------------------------
 def make_vocab(rng: random.Random) -> list[str]:
     """Unique pronounceable pseudo-words, shortest first (rank 1 = most frequent, like real text)."""
-    onsets = "b c d f g h j k l m n p r s t v w z br ch cl dr fl gr pl pr sh st th tr".split() + [""]
-    nuclei = "a e i o u ai ea ou io".split()
+    onsets = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "ch", "cl", "dr", "fl", "gr", "pl", "pr", "sh", "st", "th", "tr"] + [""]
+    nuclei = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "io"]
     codas = ["", "", "", "", "n", "r", "l", "m", "s", "nd", "st"]
     words: set[str] = set()
     while len(words) < VOCAB_SIZE:
@@ -97,7 +96,7 @@ def build(path: Path, messages: int, users: int, heavy: int, seed: int) -> dict:
     db.execute("PRAGMA cache_size=-1000000")
     seen = [0] * len(conversations)
     last_id: list[str | None] = [None] * len(conversations)
-    sentence = lambda k: " ".join(rng.choices(vocab, cum_weights=cum, k=k))  # noqa: E731
+    sentence = lambda k: " ".join(rng.choices(vocab, cum_weights=cum, k=k))
     for chunk in range(0, len(events), 50_000):
         conv_rows, msg_rows = [], []
         for t, c in events[chunk:chunk + 50_000]:
@@ -165,7 +164,7 @@ def pick_words(db: sqlite3.Connection, vocab: list[str], total: int) -> dict[str
     db.execute("CREATE VIRTUAL TABLE temp.stem_terms USING fts5vocab(temp, stem, instance)")
     stem = dict(db.execute("SELECT doc, term FROM temp.stem_terms"))
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def df(rank: int) -> float:
         row = db.execute("SELECT doc FROM temp.df WHERE term = ?", (stem[rank],)).fetchone()
         return (row[0] if row else 0) / total

@@ -18,9 +18,9 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Self
 
 import pytest
-
 from fake_llm_server import FakeHandler, FakeServer, prompt_tokens
 
 VLLM_ERROR_TYPE = "InternalServerError"
@@ -41,65 +41,65 @@ class Fault:
     lines: tuple[str, ...] = ()
 
     @classmethod
-    def http(cls, status: int, retry_after: str | None = None, message: str = "Service unavailable") -> "Fault":
+    def http(cls, status: int, retry_after: str | None = None, message: str = "Service unavailable") -> Fault:
         """Answer with an HTTP error (429, 500, 503...) in OpenAI's JSON shape."""
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         body = {"error": {"message": message, "type": "server_error", "code": None}}
         return cls("http", status=status, headers=headers, body=body)
 
     @classmethod
-    def html(cls, status: int = 200) -> "Fault":
+    def html(cls, status: int = 200) -> Fault:
         """A web page where the API should be (a wrong base URL, a captive portal)."""
         return cls("html", status=status)
 
     @classmethod
-    def context_length(cls, limit: int = 4096, asked: int = 5000) -> "Fault":
+    def context_length(cls, limit: int = 4096, asked: int = 5000) -> Fault:
         """OpenAI's 400 for a prompt that does not fit the window."""
         body = {"error": {"message": CONTEXT_MESSAGE.format(limit=limit, asked=asked),
                           "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
         return cls("http", status=400, body=body)
 
     @classmethod
-    def hang(cls, seconds: float = 5.0, after: int | None = None) -> "Fault":
+    def hang(cls, seconds: float = 5.0, after: int | None = None) -> Fault:
         """Accept, then say nothing: before the headers (after=None) or after `after` tokens."""
         return cls("hang", seconds=seconds, after=after)
 
     @classmethod
-    def reset(cls) -> "Fault":
+    def reset(cls) -> Fault:
         """Close the connection without answering."""
         return cls("reset")
 
     @classmethod
-    def disconnect(cls, after: int = 2) -> "Fault":
+    def disconnect(cls, after: int = 2) -> Fault:
         """Send the headers and `after` tokens, then drop the connection mid-body."""
         return cls("disconnect", after=after)
 
     @classmethod
     def garbage(cls, lines: tuple[str, ...] = ("<html>not json</html>",), after: int = 0,
-                only: bool = False) -> "Fault":
+                only: bool = False) -> Fault:
         """Insert `data:` events that are not JSON after `after` tokens; `only` sends nothing else."""
         return cls("garbage_only" if only else "garbage", after=after, lines=lines)
 
     @classmethod
-    def error_chunk(cls, message: str = "The upstream provider is overloaded", after: int = 1) -> "Fault":
+    def error_chunk(cls, message: str = "The upstream provider is overloaded", after: int = 1) -> Fault:
         """An `{"error": {...}}` event after `after` tokens, then the end of the stream."""
         return cls("error_chunk", after=after, body={"error": {"message": message, "type": "server_error"}})
 
     @classmethod
-    def empty_stream(cls, done: bool = False) -> "Fault":
+    def empty_stream(cls, done: bool = False) -> Fault:
         """HTTP 200 with SSE headers and no event (or only `data: [DONE]`), then a clean end: what
         llama-cpp-python's server sends for a streaming request over its context window."""
         return cls("empty", lines=("data: [DONE]",) if done else ())
 
     @classmethod
-    def vllm_flat_error(cls, message: str = "CUDA out of memory", after: int = 1) -> "Fault":
+    def vllm_flat_error(cls, message: str = "CUDA out of memory", after: int = 1) -> Fault:
         """vLLM before 0.10.1 mid-stream: a flat `{"object": "error", ...}` event (no `error` key)
         after `after` tokens, then `data: [DONE]` and a clean end."""
         body = {"object": "error", "message": message, "type": VLLM_ERROR_TYPE, "param": None, "code": 500}
         return cls("flat_error", after=after, body=body)
 
     @classmethod
-    def interrupted(cls, after: int = 2) -> "Fault":
+    def interrupted(cls, after: int = 2) -> Fault:
         """llama-cpp-python's server cutting a reply for a newer request (its default
         interrupt_requests): `after` tokens, then `data: [DONE]` and a clean end, no finish reason."""
         return cls("interrupted", after=after)
@@ -170,7 +170,7 @@ class FakeLLM:
         except IndexError:
             return None
 
-    def start(self) -> "FakeLLM":
+    def start(self) -> FakeLLM:
         self._server = FakeServer(("127.0.0.1", 0), FakeHandler)
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
@@ -186,7 +186,7 @@ class FakeLLM:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeLLM":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -67,7 +67,7 @@ class LlamaServer:
         self.url = f"http://127.0.0.1:{port}/v1"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 120) -> "LlamaServer":
+    def start(self, timeout: float = 120) -> LlamaServer:
         """Start it and wait until /v1/models answers."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
@@ -121,10 +121,10 @@ class Tap:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):
                 tap._forward(self, "GET", None)
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 tap._forward(self, "POST", body)
 

@@ -40,7 +40,7 @@ class RawSocket:
 
     @classmethod
     def open(cls, host: str, port: int, cookie: str | None = None, source: str | None = None,
-             timeout: float = 10, connect: bool = True) -> "RawSocket":
+             timeout: float = 10, connect: bool = True) -> RawSocket:
         """Handshake, then (connect=True) join the default namespace; raises Refused if turned away."""
         sock = socket.create_connection((host, port), timeout=timeout,
                                         source_address=(source, 0) if source else None)
@@ -59,7 +59,7 @@ class RawSocket:
 
     def _upgrade(self, host: str, port: int, cookie: str | None) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1", f"Host: {host}:{port}",
+        lines = ["GET /socket.io/?EIO=4&transport=websocket HTTP/1.1", f"Host: {host}:{port}",
                  "Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Key: {key}",
                  "Sec-WebSocket-Version: 13", *([f"Cookie: {cookie}"] if cookie else [])]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
@@ -117,7 +117,7 @@ class RawSocket:
         while time.monotonic() < deadline:
             try:
                 self.sock.sendall(block)
-            except socket.timeout:
+            except TimeoutError:
                 continue  # the server stopped reading for a while: keep pushing until the deadline
             except OSError as error:
                 raise ConnectionError(f"closed after {sent} packets") from error
@@ -131,7 +131,7 @@ class RawSocket:
         while time.monotonic() < deadline:
             try:
                 self.read_text()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:  # ConnectionError included: a close frame, a reset, end of stream
                 return True

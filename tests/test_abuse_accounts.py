@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from flask import session
-
 from conftest import run_under_eventlet, serving
+from flask import session
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"

@@ -13,16 +13,16 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from conftest import free_port
+from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
 
-from agents.math import pool as math_pool
-from agents.math import turn as math_turn
 from agents.llm_client import LLMBadRequest, LLMClient, LLMStreamError
 from agents.llm_errors import DETAIL_LIMIT
+from agents.math import pool as math_pool
+from agents.math import turn as math_turn
 from agents.math.agent import shutdown
 from agents.turn_types import Reply
 from config import TestConfig
-from conftest import free_port
-from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each takes about 0.8 s of CPU in the worker, just inside the 1 s timeout; distinct letters, so

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 
 import pytest
 import requests
+from conftest import serving
 
 from app import socketio
-from conftest import serving
 
 MB = 1024 * 1024
 PIECE = 870_000  # 0.83 MB: two fit in 2 MB, three do not
@@ -239,7 +239,7 @@ def test_storage_imports_at_once_for_the_server(make_app):
     with serving(app) as base:
         people = [browser(base) for _ in range(3)]
         payload = [conversation(n, 400_000, messages=200) for n in range(10)]
-        answers = all_at_once([lambda s=s: post_import(s, base, payload) for s in people])
+        answers = all_at_once([lambda s=s, p=payload: post_import(s, base, p) for s in people])
     codes = [a.status_code for a in answers]
     assert codes.count(200) >= 1 and codes.count(429) >= 1
     assert any("busy with other imports" in a.json()["message"] for a in answers if a.status_code == 429)
@@ -252,6 +252,6 @@ def test_storage_wal_stays_bounded_after_big_imports(make_app, tmp_path):
         people = [browser(base) for _ in range(4)]
         for round_ in range(2):
             payload = [conversation(round_ * 10 + n, 300_000, messages=100) for n in range(10)]  # 3 MB each
-            answers = all_at_once([lambda s=s: post_import(s, base, payload) for s in people])
+            answers = all_at_once([lambda s=s, p=payload: post_import(s, base, p) for s in people])
             assert [a.status_code for a in answers] == [200] * 4
     assert wal.stat().st_size <= 1 * MB, f"WAL is {wal.stat().st_size / MB:.1f} MB"

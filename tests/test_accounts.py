@@ -144,6 +144,7 @@ def test_accounts_required_keeps_everything_but_the_way_in_closed(make_app):
 
 def test_accounts_throttle_falls_back_to_this_process_while_redis_is_away():
     import redis
+
     from web.login_throttle import LoginThrottle
     away = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     throttle = LoginThrottle(away, clock=lambda: 1000.0)

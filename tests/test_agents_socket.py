@@ -1,10 +1,10 @@
 """Agents behind send_message: routing event, math without an endpoint, knowledge with citations,
 /file over an upload, with the Flask-SocketIO test client."""
 import pytest
-
-from app import socketio
 from test_socket_events import payloads, wait_for
 from test_uploads import post_upload, wait_for_job
+
+from app import socketio
 
 
 def _connect(app):
@@ -114,7 +114,7 @@ def test_attached_document_must_be_the_users_own(online):
                     callback=True)
     assert ack["ok"] is True
     assert payloads(wait_for(sock, "response_done"), "routing")[0]["rule"] == "attachment"
-    stranger_browser, stranger = _connect(browser.application)
+    _stranger_browser, stranger = _connect(browser.application)
     refused = stranger.emit("send_message", {"message": "what is this?", "document_id": document["document_id"]},
                             callback=True)
     assert refused == {"ok": False, "message": "The attached file was not found."}

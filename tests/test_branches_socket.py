@@ -1,6 +1,5 @@
 """Regenerate and edit make branches; the model answers the branch being continued, only that."""
 import pytest
-
 from test_socket_events import browser, chat_app, payloads, sock, wait_for  # noqa: F401  (fixtures)
 
 

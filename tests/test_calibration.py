@@ -1,6 +1,7 @@
 """The calibration ratio: learned from usage in the stream, or by a probe when a server streams
 none (llama-cpp-python), and replies cut short without a finish reason are errors."""
 import pytest
+from fake_llm import Fault
 
 import utils
 from agents import calibration, llm_client
@@ -9,7 +10,6 @@ from agents.emitter import RecordingEmitter
 from agents.providers import Providers
 from agents.turn import TurnDeps, run_turn
 from config import TestConfig
-from fake_llm import Fault
 from storage.sqlite_store import SqliteStore
 
 FAST = {"max_retries": 0, "read_timeout": 5}
@@ -108,8 +108,9 @@ def test_the_app_probes_after_the_reply_is_done(make_app, fake_llm):
     """Through the socket: the probe goes out after response_done, and the app's ratio is learned."""
     import time
 
-    from app import socketio
     from test_socket_events import wait_for
+
+    from app import socketio
     fake_llm.token_ratio, fake_llm.send_usage = 1.25, False
     app = make_app(OPENAI_BASE_URL=fake_llm.url, MODEL="fake-model", MAX_TOKENS=4096, REPLY_TOKENS=64)
     browser = app.test_client()

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import requests
 import socketio
-
 from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +77,7 @@ def test_chat_e2e_reply_streams_in_order_and_is_stored(server, fake_llm):
     assert page.done.wait(10)
     expected = fake_llm.pieces(None)[0]
     assert page.chunks() == "".join(expected)
-    done = [data for event, data in page.events if event == "response_done"][0]
+    done = next(data for event, data in page.events if event == "response_done")
     assert done["finish_reason"] == "stop" and done["message_id"] == ack["reply_id"]
     assert page.stored(ack["conversation_id"])[-1]["content"] == page.chunks()
     page.sio.disconnect()

@@ -24,7 +24,7 @@ def env(monkeypatch, tmp_path):
 def test_config_defaults_follow_the_seed(env):
     config = Config().validate()
     assert (config.MAX_TOKENS, config.REPLY_TOKENS, config.CHUNK_SIZE_TOKENS) == (128000, 800, 1000)
-    assert config.MAX_FILE_SIZE_MB == 5.0 and config.ALLOWED_EXTENSIONS == {"txt", "md", "json"}
+    assert config.MAX_FILE_SIZE_MB == 5.0 and config.ALLOWED_EXTENSIONS == {"txt", "md", "json", "pdf", "docx"}
     assert (config.HOST, config.PORT) == ("127.0.0.1", 5000)
 
 
@@ -68,7 +68,7 @@ def test_config_development_secret_is_generated_once_and_kept(env, tmp_path):
 
 
 def test_config_bad_setting_stops_start_up_with_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
                             env={"PATH": "/usr/bin:/bin", "MAX_TOKENS": "100", "REPLY_TOKENS": "800",
                                  "INSTANCE_PATH": str(tmp_path)})
     assert result.returncode == 2
@@ -83,7 +83,7 @@ def test_config_importing_app_builds_nothing():
 
 def test_config_every_setting_is_in_env_example(env):
     import re
-    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
     settings = {name for name in vars(Config()) if name.isupper()}
     assert settings == documented
 

@@ -210,7 +210,7 @@ def directives(block: str) -> set[str]:
 
 def test_deploy_nginx_upstream_is_sticky(defaults):
     upstream = directives(nginx_block("upstream chat_app"))
-    assert upstream == {"ip_hash", f"server app:{defaults.PORT}"}
+    assert upstream == {"hash $cookie_session consistent", f"server app:{defaults.PORT}"}  # not ip_hash: one NAT, one instance
 
 
 @pytest.mark.parametrize("directive", [
@@ -223,7 +223,7 @@ def test_deploy_nginx_socketio_location_upgrades_and_streams(directive):
 
 @pytest.mark.parametrize("directive", [
     "proxy_pass http://chat_app", "proxy_buffering off", "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for",
-    "proxy_set_header X-Forwarded-Proto $scheme", "proxy_set_header X-Forwarded-Host $host",
+    "proxy_set_header X-Forwarded-Proto $scheme", "proxy_set_header X-Forwarded-Host $http_host",
     "proxy_set_header X-Request-ID $request_id"])
 def test_deploy_nginx_root_location_forwards_client_facts(directive):
     assert directive in directives(nginx_block("location /"))
@@ -289,7 +289,7 @@ def test_deploy_nginx_keeps_metrics_private():
 
 
 def test_deploy_nginx_body_limit_covers_uploads_and_imports(defaults):
-    (limit,) = re.findall(r"^\s*client_max_body_size\s+(\S+);", nginx_block("server"), re.M)
+    (limit,) = re.findall(r"^\s*client_max_body_size\s+(\S+);", nginx_block("server"), re.MULTILINE)
     assert megabytes(limit) >= largest_body_mb(vars(defaults))
 
 

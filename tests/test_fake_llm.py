@@ -4,7 +4,6 @@ import time
 
 import pytest
 import requests
-
 from fake_llm import FakeLLM, Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
 
 

@@ -7,23 +7,24 @@ messages lost and the 500s seen, prints them (`pytest -s`) and asserts the total
 """
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import subprocess
 import threading
 import time
 from collections import Counter
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 import pytest
 import redis
 import requests
-
-from agents.providers import Providers
-from app import socketio
 from fake_llm import Fault
 from test_chat_e2e import Page, wait_until
 from test_gunicorn import Gunicorn
 from test_socket_events import payloads, wait_for
+
+from agents.providers import Providers
+from app import socketio
 
 TALLY = Counter(cases=0, lost=0, http_500=0)
 FAST_ENDPOINT = {"read_timeout": 1.5, "backoff_base": 0.05}  # the client's 60 s / 0.5 s have no setting
@@ -241,7 +242,7 @@ class WriteLock:
         db.execute("ROLLBACK")
         db.close()
 
-    def __enter__(self) -> "WriteLock":
+    def __enter__(self) -> Self:
         self.thread.start()
         assert self.locked.wait(5)
         return self
@@ -300,7 +301,7 @@ def test_faults_sqlite_lock_longer_than_busy_timeout_is_a_clear_error(math_tab):
     fresh = answered(math_tab, "/math 5+5")
     stored = math_tab.stored(cid)
     assert [m["content"] for m in stored if m["role"] == "user"] == ["/math 1+1", "/math 3+3"]
-    assert [m["content"] for m in math_tab.stored(fresh["conversation_id"])][0] == "/math 5+5"
+    assert next(m["content"] for m in math_tab.stored(fresh["conversation_id"])) == "/math 5+5"
     record_case(stored + math_tab.stored(fresh["conversation_id"]), ["/math 1+1", "/math 3+3", "/math 5+5"],
                 {again["reply_id"]: "1.", fresh["reply_id"]: "1."}, len(math_tab.errors_500))
 
@@ -420,7 +421,7 @@ def send_all(tab: Tab, conversation_id: str, texts: list[str], busy: Counter, fa
                 busy.update(retries=1)
                 time.sleep(0.002)
             tab.sock.get_received()  # the page would render these; here they only take memory
-    except Exception as error:  # reported by the test, not lost in the thread
+    except Exception as error:  # noqa: BLE001 - reported by the test, not lost in the thread
         failures.append(error)
 
 
@@ -432,7 +433,7 @@ def test_faults_two_tabs_sending_500_messages_each_lose_and_reorder_nothing(make
     sent = [[f"/math {n}+{offset}" for n in range(MESSAGES_PER_TAB)] for offset in (1, 100000)]
     busy, failures = Counter(), []
     threads = [threading.Thread(target=send_all, args=(tab, cid, texts, busy, failures))
-               for tab, texts in zip(tabs, sent)]
+               for tab, texts in zip(tabs, sent, strict=False)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -451,7 +452,7 @@ def check_order(stored: list[dict], sent: list[list[str]]) -> None:
     """Each tab's messages in the order it sent them, each followed at once by its own reply."""
     users, replies = stored[0::2], stored[1::2]
     assert {m["role"] for m in users} == {"user"} and {m["role"] for m in replies} == {"assistant"}
-    for user, reply in zip(users, replies):
+    for user, reply in zip(users, replies, strict=False):
         a, b = user["content"].removeprefix("/math ").split("+")
         assert reply["parent_message_id"] == user["message_id"] and reply["content"].endswith(f"**{int(a) + int(b)}**")
     texts = [m["content"] for m in users]
@@ -464,4 +465,4 @@ def switches(stored: list[dict], first_tab: list[str]) -> int:
     """How often the stored user messages change from one tab's to the other's."""
     mine = set(first_tab)
     owners = [m["content"] in mine for m in stored if m["role"] == "user"]
-    return sum(a != b for a, b in zip(owners, owners[1:]))
+    return sum(a != b for a, b in itertools.pairwise(owners))

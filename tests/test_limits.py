@@ -1,9 +1,9 @@
 """Rate limits: HTTP per browser and per IP, messages per user, replies generating at once."""
 import pytest
+from test_socket_events import wait_for
 
 from app import socketio
 from config import Config, ConfigError
-from test_socket_events import wait_for
 
 
 def limited_app(make_app, **settings):
@@ -41,10 +41,10 @@ def test_trusted_proxy_gives_each_client_address_its_own_budget(make_app):
 
 
 def test_limits_are_shared_through_redis(make_app, redis_url, tmp_path):
-    from config import TestConfig
     from app import create_app
-    settings = dict(RATELIMIT_ENABLED=True, RATELIMIT_PER_IP="3 per minute", RATELIMIT_PER_USER="100 per minute",
-                    REDIS_URL=redis_url)
+    from config import TestConfig
+    settings = {"RATELIMIT_ENABLED": True, "RATELIMIT_PER_IP": "3 per minute", "RATELIMIT_PER_USER": "100 per minute",
+                    "REDIS_URL": redis_url}
     one = create_app(TestConfig(tmp_path / "one", **settings)).test_client()
     two = create_app(TestConfig(tmp_path / "two", **settings)).test_client()
     codes = [one.get("/health/live").status_code]  # exempt, not counted
@@ -109,7 +109,7 @@ def test_a_bad_rate_names_the_setting(monkeypatch, name):
 
 def test_message_limit_per_address_is_shared_by_fresh_cookies(limited_sock):
     """A fresh cookie is a fresh user id, not a fresh allowance: anonymous messages count per address."""
-    settings = dict(RATELIMIT_MESSAGES="100 per minute", RATELIMIT_MESSAGES_PER_IP="3 per minute")
+    settings = {"RATELIMIT_MESSAGES": "100 per minute", "RATELIMIT_MESSAGES_PER_IP": "3 per minute"}
     first, _ = limited_sock(**settings)
     sent = [first.emit("send_message", {"message": f"one {n}"}, callback=True)["ok"] for n in range(2)]
     wait_for(first, "response_done")

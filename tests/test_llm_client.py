@@ -2,16 +2,23 @@
 import logging
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-
-from agents.llm_client import (Completion, ContextLengthExceeded, LLMBadRequest, LLMClient, LLMStreamError,
-                               LLMUnavailable, StreamEvent)
-from agents.llm_errors import EmptyStream
 from conftest import free_port
 from fake_llm import Fault, fake_llm  # noqa: F401  (fake_llm is a fixture)
+
+from agents.llm_client import (
+    Completion,
+    ContextLengthExceeded,
+    LLMBadRequest,
+    LLMClient,
+    LLMStreamError,
+    LLMUnavailable,
+    StreamEvent,
+)
+from agents.llm_errors import EmptyStream
 
 KEY = "sk-test-0123456789abcdef"
 MESSAGES = [{"role": "user", "content": "Hello there"}]
@@ -161,7 +168,7 @@ def test_llm_client_retries_before_the_first_byte(fake_llm, client, sleeps, faul
 ])
 def test_llm_client_honours_retry_after(fake_llm, client, sleeps, retry_after, low, high):
     if retry_after.startswith("an HTTP date"):
-        retry_after = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=5), usegmt=True)
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=5), usegmt=True)
     fake_llm.fail_next(Fault.http(429, retry_after=retry_after))
     client.complete(MESSAGES, 50)
     assert low <= sleeps[0] <= high
@@ -331,7 +338,7 @@ def test_llm_client_uses_a_given_session_and_leaves_it_open(fake_llm):
 
 
 def test_llm_client_reports_a_base_url_it_cannot_use(sleeps):
-    with pytest.raises(LLMBadRequest, match="check OPENAI_BASE_URL"):
-        with LLMClient("http:///v1", model="m", sleep=sleeps.append) as client:
-            client.complete(MESSAGES, 50)
+    with pytest.raises(LLMBadRequest, match="check OPENAI_BASE_URL"), \
+            LLMClient("http:///v1", model="m", sleep=sleeps.append) as client:
+        client.complete(MESSAGES, 50)
     assert sleeps == []

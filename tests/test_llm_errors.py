@@ -3,9 +3,19 @@ import json
 
 import pytest
 
-from agents.llm_errors import (DETAIL_LIMIT, ContextLengthExceeded, EmptyStream, LLMBadRequest, LLMError,
-                               LLMStreamError, LLMUnavailable, error_for_status, is_error_object, redact,
-                               stream_error)
+from agents.llm_errors import (
+    DETAIL_LIMIT,
+    ContextLengthExceeded,
+    EmptyStream,
+    LLMBadRequest,
+    LLMError,
+    LLMStreamError,
+    LLMUnavailable,
+    error_for_status,
+    is_error_object,
+    redact,
+    stream_error,
+)
 
 KEY = "sk-live-0123456789abcdef"
 

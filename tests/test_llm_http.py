@@ -1,5 +1,5 @@
 """Where requests go, how the key is sent, and how long a server asked us to wait."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from requests.structures import CaseInsensitiveDict
@@ -54,7 +54,7 @@ def test_request_headers_send_the_key_as_the_provider_expects(base_url, api_key,
     ({"Retry-After": "soon"}, None), ({}, None),
 ])
 def test_retry_after_seconds_reads_seconds_and_dates(headers, seconds):
-    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=timezone.utc)
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
     assert retry_after_seconds(CaseInsensitiveDict(headers), now=now) == seconds
 
 

@@ -122,8 +122,8 @@ def test_math_agent_linear_steps_move_the_constant_then_divide():
     ("solve for y: 2y - 1 = 2", "y = 1.5", "Add 1 to both sides: 2y = 3"),
     ("solve 3x = 1", "x = 1/3 ≈ 0.333333333333333", "Divide both sides by 3: x = 1/3 ≈ 0.333333333333333"),
     ("find x if 4x = 2x + 8", "x = 4", "Move the x terms to the left and the numbers to the right: 2x = 8"),
-    ("2x = 2x", "every x (the equation is always true)", "The x terms are the same on both sides, "
-                                                         "leaving 0 = 0, which is always true."),
+    ("2x = 2x", "every x (the equation is always true)", ("The x terms are the same on both sides, "
+                                                         "leaving 0 = 0, which is always true.")),
     ("0x = 5", "no solution", "The x terms cancel, leaving 0 = 5, which is never true."),
     ("solve 2x + 1 = 2x + 3", "no solution", "The x terms cancel, leaving 1 = 3, which is never true."),
 ])

@@ -233,7 +233,7 @@ QUESTIONS = [  # 8675309 marks the user's text: no evaluated source may contain 
 def _no_text_evaluation(monkeypatch) -> list[str]:
     """eval raises; exec, sympify and parse_expr raise on text; exec'd code is recorded."""
     import sympy
-    import sympy.parsing.sympy_parser as sympy_parser
+    from sympy.parsing import sympy_parser
     sympify_module = sys.modules["sympy.core.sympify"]
     executed: list[str] = []
     real_exec, real_sympify = builtins.exec, sympify_module.sympify
@@ -248,7 +248,7 @@ def _no_text_evaluation(monkeypatch) -> list[str]:
 
     def sympify_objects_only(value, *args, **kwargs):
         if isinstance(value, str):
-            raise AssertionError(f"sympify({value!r})")
+            raise AssertionError(f"sympify({value!r})")  # noqa: TRY004 - the test fails here on purpose
         return real_sympify(value, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "eval", refuse)
@@ -275,7 +275,7 @@ def test_math_security_worker_handler_never_evaluates_text(monkeypatch):
     requests = [read_question(question) for question, _ in QUESTIONS]
     math_worker.warm_up()
     executed = _no_text_evaluation(monkeypatch)
-    for (question, expected), request in zip(QUESTIONS, requests):
+    for (question, expected), request in zip(QUESTIONS, requests, strict=False):
         reply = math_worker.handle(request)
         assert reply["ok"] is True and expected in reply["result"], question
     assert not any("8675309" in source or "3.11" in source for source in executed)

@@ -1,9 +1,9 @@
 """/health/live, /health/ready and /metrics (Prometheus text format, prometheus_client)."""
+from fake_llm import Fault
 from prometheus_client.parser import text_string_to_metric_families
+from test_socket_events import browser, chat_app, sock, wait_for  # noqa: F401  (fixtures)
 
 from app import socketio
-from fake_llm import Fault
-from test_socket_events import browser, chat_app, sock, wait_for  # noqa: F401  (fixtures)
 
 
 def samples(client) -> dict:
@@ -80,11 +80,12 @@ def test_connections_gauge_follows_connect_and_disconnect(chat_app, browser):
 
 
 def test_summariser_calls_are_counted(tmp_path, fake_llm):
+    from flask import Flask
+
     from agents.emitter import RecordingEmitter
     from agents.providers import Providers
     from agents.summariser import summariser
     from config import TestConfig
-    from flask import Flask
     from web import system
     client = Providers(TestConfig(tmp_path, OPENAI_BASE_URL=fake_llm.url)).client("summary")
     reader = Flask(__name__)

@@ -4,10 +4,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_under_eventlet
 
 from agents import offload
 from agents.file_jobs import sweep_orphans
-from conftest import run_under_eventlet
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """Pages and the routes only the page uses: /search, /vendor, /models, /stats."""
 import pytest
-
 from test_socket_events import browser, chat_app, sock, wait_for  # noqa: F401  (fixtures)
+
 from web.pages import marked_parts
 
 

@@ -4,12 +4,12 @@ import time
 import pybreaker
 import pytest
 import redis
+from fake_llm import FakeLLM, Fault
 
 from agents.llm_client import ContextLengthExceeded, LLMStreamError, LLMUnavailable
 from agents.llm_errors import EmptyStream
 from agents.providers import ALL_DOWN, Providers
 from config import TestConfig
-from fake_llm import FakeLLM, Fault
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 NO_RETRY = {"max_retries": 0, "read_timeout": 5}

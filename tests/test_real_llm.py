@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_uploads import post_upload, wait_for_job
 
 import utils
 from agents import calibration, router, titler
@@ -17,7 +18,6 @@ from agents import summariser as summariser_agent
 from agents.emitter import RecordingEmitter
 from agents.llm_client import LLMClient
 from app import socketio
-from test_uploads import post_upload, wait_for_job
 
 pytestmark = pytest.mark.real_llm
 

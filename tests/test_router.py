@@ -107,10 +107,11 @@ def test_model_classifier_asks_for_one_word_through_the_endpoint(tmp_path, fake_
 
 
 def test_model_classifier_empty_stream_falls_back_to_the_rules(tmp_path, fake_llm):
+    from fake_llm import Fault
+
     from agents.providers import Providers
     from agents.router import model_classifier
     from config import TestConfig
-    from fake_llm import Fault
     fake_llm.fail_next(Fault.empty_stream(done=True))
     client = Providers(TestConfig(tmp_path, OPENAI_BASE_URL=fake_llm.url),
                        client_options={"max_retries": 0}).client("router")

@@ -121,7 +121,7 @@ def test_get_config_exposes_limits_not_secrets(make_app):
     client = make_app(OPENAI_BASE_URL="http://127.0.0.1:9/v1", OPENAI_API_KEY="sk-very-secret").test_client()
     body = client.get("/get_config").get_json()
     assert body["max_tokens"] == 128000 and body["reply_tokens"] == 800
-    assert body["allowed_extensions"] == ["json", "md", "txt"]
+    assert body["allowed_extensions"] == ["docx", "json", "md", "pdf", "txt"]
     assert body["endpoint_configured"] is True
     assert "sk-very-secret" not in json.dumps(body) and "127.0.0.1:9" not in json.dumps(body)
 

@@ -11,9 +11,9 @@ import time
 
 import pytest
 import requests
+from browser_support import LiveApp
 
 from app import socketio
-from browser_support import LiveApp
 
 KEY = "sk-live-SECRET0123456789abcdefXYZ"
 NOBODY = "00000000-0000-0000-0000-000000000000"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import free_port, page_session
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,13 +1,13 @@
 """Titles from the first exchange: one short call to the summary model, never over a rename."""
 import pytest
+from fake_llm import Fault
+from test_socket_events import payloads, wait_for
 
 from agents import titler
 from agents.providers import Providers
 from app import socketio
 from config import TestConfig
-from fake_llm import Fault
 from storage.sqlite_store import SqliteStore
-from test_socket_events import payloads, wait_for
 
 
 def responder(body):

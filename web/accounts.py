@@ -13,12 +13,12 @@ import logging
 import re
 import uuid
 
-from flask import (Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import generate_csrf
 
 import utils
 from storage.base import AccountExists
+
 from . import invites
 from .context import get_store
 from .login_throttle import LoginThrottle

@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, abort, jsonify, request, session
 
 import utils
+
 from . import shapes
 from .context import current_user_id, get_store, owned_conversation
 from .validation import int_arg, json_body, optional_string, required_string

@@ -7,6 +7,7 @@ from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from storage.sqlite_store import is_busy
+
 from .quotas import QuotaExceeded
 
 log = logging.getLogger("chat.errors")

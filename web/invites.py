@@ -17,6 +17,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, current_app, jsonify, request, session
 
 from storage.base import AccountExists, utcnow
+
 from .context import NO_IDENTITY_ENDPOINTS, get_store
 from .passwords import hash_password
 from .validation import json_body

@@ -18,6 +18,7 @@ from limits import parse_many, storage, strategies
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import metrics
+
 from . import generations
 from .context import NO_IDENTITY_ENDPOINTS
 
@@ -78,7 +79,7 @@ class MessageLimits:
             if self.window.hit(rate, scope, key):
                 return 0
             reset = self.window.get_window_stats(rate, scope, key).reset_time
-        except Exception as error:  # the counter store is down: let the message through
+        except Exception as error:  # noqa: BLE001 - the counter store is down: let the message through
             log.warning("Message rate limit not checked: %s", type(error).__name__)
             return 0
         return max(1, math.ceil(reset - time.time()))

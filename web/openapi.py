@@ -78,6 +78,32 @@ REGISTRATION = _obj({**CREDENTIALS["properties"],
 IMPORT_BODY = {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
 HTML = _text("text/html", "A page")
 
+BUDGET = _json(_obj({name: INTEGER for name in (
+    "window", "reply_tokens", "prompt_room", "system_tokens", "pinned_tokens", "format_tokens", "summary_tokens",
+    "verbatim_tokens", "verbatim_count")} | {"model": STRING, "ratio": {"type": "number"},
+                                             "compact_at": {"type": "number"}, "summary_last_message_id": NULLABLE_STRING},
+    ("window", "reply_tokens", "prompt_room", "system_tokens", "summary_tokens", "verbatim_tokens")))
+MODEL_QUERY = {"name": "model", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 200}}
+SUMMARY_VIEW = _json(_obj({"summary": {"type": "object", "nullable": True},
+                           "pinned_facts": {"type": "array", "items": STRING}, "pinned_tokens": INTEGER},
+                          ("summary", "pinned_facts", "pinned_tokens")))
+STEERING = {  # web/steering.py: the meter, the summary and pinned facts
+    "steering.new_budget": {"get": ("What a new conversation's first request carries before the message",
+                                    None, {200: BUDGET}, [MODEL_QUERY])},
+    "steering.budget": {"get": ("What the next request on a branch carries before the new message", None,
+                                {200: BUDGET}, [{"name": "leaf", "in": "query", "schema": {
+                                    "type": "string", "minLength": 1, "maxLength": 100}}, MODEL_QUERY])},
+    "steering.count_tokens": {"post": ("A draft's size as a user message", _body(_obj(
+        {"text": {"type": "string", "maxLength": 200000}}, ("text",))), {200: _json(_obj({"tokens": INTEGER},
+                                                                                     ("tokens",)))}, [])},
+    "steering.get_summary": {"get": ("The rolling summary and the pinned facts", None, {200: SUMMARY_VIEW}, [])},
+    "steering.edit_summary": {"put": ("Replace the summary's text (409: none yet, or it moved)", _body(_obj(
+        {"content": {"type": "string", "maxLength": 20000}}, ("content",))), {200: SUMMARY_VIEW}, [])},
+    "steering.set_pins": {"put": ("Replace the pinned facts", _body(_obj(
+        {"facts": {"type": "array", "maxItems": 20, "items": {"type": "string", "maxLength": 500}}}, ("facts",))),
+        {200: SUMMARY_VIEW}, [])},
+}
+
 # endpoint -> {method: (summary, request body or None, {status: response}, query parameters)}
 OPERATIONS: dict[str, dict[str, tuple]] = {
     "pages.index": {"get": ("The chat page", None, {200: HTML}, [{"name": "c", "in": "query",
@@ -154,8 +180,8 @@ OPERATIONS: dict[str, dict[str, tuple]] = {
     "accounts.account": {"get": ("Who this browser is", None, {200: _json(_obj({
         "authenticated": BOOLEAN, "username": NULLABLE_STRING, "auth_required": BOOLEAN,
         "registration": {"type": "string", "enum": ["open", "invite", "closed"]}}))}, [])},
-    "accounts.register": {"post": ("Create an account (this browser's conversations become its); 403 when "
-                                   "registration is closed or the invite code is not valid",
+    "accounts.register": {"post": (("Create an account (this browser's conversations become its); 403 when "
+                                   "registration is closed or the invite code is not valid"),
                                    _body(REGISTRATION), {201: _json("Account")}, [])},
     "invites.create_invite": {"post": (
         "The admin creates a single-use invite code (shown once)",
@@ -165,6 +191,7 @@ OPERATIONS: dict[str, dict[str, tuple]] = {
     "accounts.login": {"post": ("Log in (this browser's anonymous conversations move in)", _body(CREDENTIALS),
                                 {200: _json("Account")}, [])},
     "accounts.logout": {"post": ("A new, anonymous session", None, {200: _json("Account")}, [])},
+    **STEERING,
 }
 
 

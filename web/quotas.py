@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from flask import Flask, current_app
 
@@ -70,7 +70,7 @@ def reserve(book, limits: list[Limit], amount: int, ttl_s: float) -> Release:
         raise QuotaExceeded(UNAVAILABLE, 503, 5) from error
     release = _once(book, hold)
     try:
-        for limit, total in zip(limits, held):
+        for limit, total in zip(limits, held, strict=False):
             used = limit.used() + total - amount  # everything except this request
             if used + amount > limit.limit:
                 raise QuotaExceeded(limit.refusal(used), limit.status, 1 if limit.status == 429 else None)
@@ -142,6 +142,6 @@ def _once(book, hold) -> Release:
         done.set()
         try:
             book.release(hold)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the hold expires by itself; releasing it must not fail the request
             log.warning("Quota hold not given back (it will expire): %s", type(error).__name__)
     return release

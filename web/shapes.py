@@ -1,7 +1,7 @@
 """Seed 001's JSON shapes, built from store records."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import threads
 
@@ -13,7 +13,7 @@ def iso(moment: datetime | None) -> str | None:
     """UTC ISO-8601 with a Z, as the API has always answered."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def message(record: dict) -> dict:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Flask, session
 from socketio import Server
 from werkzeug.http import parse_cookie
 
 import metrics
+
 from . import socket_transport
 
 log = logging.getLogger("chat.socket_guard")
@@ -39,7 +40,7 @@ COOLDOWN_S = 10.0  # an address whose socket was cut for flooding waits this lon
 class TokenBucket:
     """`rate` tokens a second, at most `burst` saved up; one token per event."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate, self.burst, self.tokens, self.stamp = rate, burst, float(burst), now
@@ -82,7 +83,7 @@ class ConnectionCap:
 
 
 class _Connection:
-    __slots__ = ("address", "bucket", "strikes", "closing")
+    __slots__ = ("address", "bucket", "closing", "strikes")
 
     def __init__(self, address: str, bucket: TokenBucket | None) -> None:
         self.address, self.bucket, self.strikes, self.closing = address, bucket, 0, False

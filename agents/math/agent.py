@@ -15,7 +15,7 @@ from . import pool
 from .limits import MAX_TEXT_CHARS, MathRefused, NotMath
 from .question import read_question
 
-__all__ = ["MathAnswer", "MathRefused", "NotMath", "detect_math", "solve_math", "shutdown"]
+__all__ = ["MathAnswer", "MathRefused", "NotMath", "detect_math", "shutdown", "solve_math"]
 
 _FUNCTION_NAMES = ("sqrt|cbrt|sin|cos|tan|cot|sec|csc|asin|acos|atan|arcsin|arccos|arctan|sinh|cosh|tanh|"
                    "log|ln|log10|log2|exp|abs|factorial|floor|ceil|round")

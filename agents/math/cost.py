@@ -9,9 +9,9 @@ worker's timeout.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Sequence
 
 from .limits import MAX_DIGITS, MAX_EXPONENT, MAX_FACTORIAL, MathRefused, refuse
 

@@ -13,6 +13,8 @@ import sympy
 
 from .limits import MathRefused
 
+_ZERO = sympy.Integer(0)
+
 DECIMALS = 15          # significant digits of approximations
 MAX_EXACT_PLACES = 30  # a terminating decimal longer than this is shown as a fraction
 
@@ -61,7 +63,7 @@ class SympyBuilder:
         return _FUNCTIONS[name](*args)
 
 
-def _round(value: sympy.Expr, places: sympy.Expr = sympy.Integer(0)) -> sympy.Expr:
+def _round(value: sympy.Expr, places: sympy.Expr = _ZERO) -> sympy.Expr:
     """Half away from zero, as people round (sympy and Python round half to even)."""
     if not value.is_number or not value.is_real:
         raise MathRefused("round() needs a real number, not an expression with variables.")

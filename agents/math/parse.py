@@ -16,8 +16,16 @@ from fractions import Fraction
 from typing import Protocol
 
 from .cost import Cost, binary_cost, call_cost
-from .limits import (CONSTANTS, FUNCTIONS, MAX_BRACKET_DEPTH, MAX_EXPRESSION_CHARS, MAX_NODES,
-                                MAX_TREE_DEPTH, MathRefused, refuse)
+from .limits import (
+    CONSTANTS,
+    FUNCTIONS,
+    MAX_BRACKET_DEPTH,
+    MAX_EXPRESSION_CHARS,
+    MAX_NODES,
+    MAX_TREE_DEPTH,
+    MathRefused,
+    refuse,
+)
 
 _BAD_CHARACTER = re.compile(r"[^0-9a-z+\-*/%().,\s]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")

@@ -14,7 +14,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .limits import MathRefused
 from .sandbox import Sandbox

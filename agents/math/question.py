@@ -26,8 +26,8 @@ _INTENTS = [(kind, re.compile(pattern)) for kind, pattern in (
     ("solve", r"solve\b ?:? ?(?P<eq>.+?)(?: ?,? for (?P<var>[a-z]))?"),
     ("solve", r"(?P<var>[a-z]) (?:if|when|given|given that|where|such that) (?P<eq>.+)"),
     ("rewrite", r"(?P<kind>simplify|expand|factori[sz]e|factor)\b ?:? ?(?P<expr>.+)"),
-    ("differentiate", r"(?:differentiate|derive|derivative of|d/d(?P<var0>[a-z]))\b ?:? ?(?P<expr>.+?)"
-                      r"(?: (?:with respect to|wrt|w\.r\.t\.?) (?P<var>[a-z]))?"),
+    ("differentiate", (r"(?:differentiate|derive|derivative of|d/d(?P<var0>[a-z]))\b ?:? ?(?P<expr>.+?)"
+                      r"(?: (?:with respect to|wrt|w\.r\.t\.?) (?P<var>[a-z]))?")),
     ("of", rf"(?P<p>{_N}){_PERCENT} of (?P<base>{_N})"),
     ("change", rf"(?P<verb>increase|raise|decrease|reduce|lower) (?P<base>{_N}) by (?P<p>{_N}){_PERCENT}"),
     ("change", rf"(?P<base>{_N}) (?P<verb>increased|raised|decreased|reduced|lowered) by (?P<p>{_N}){_PERCENT}"),

@@ -116,14 +116,14 @@ def _rule_steps(expr: sympy.Expr, symbol: sympy.Symbol, d: str) -> list[str]:
         terms = expr.as_ordered_terms()[:MAX_TERMS_SHOWN]
         shown = ", ".join(f"{d} {bracketed(term)} = {pretty(sympy.diff(term, symbol))}" for term in terms)
         return [f"Differentiate term by term: {shown}"]
-    constant, variable = expr.as_independent(symbol, as_Add=False)
+    _constant, variable = expr.as_independent(symbol, as_Add=False)
     factors = [factor for factor in sympy.Mul.make_args(variable) if factor.has(symbol)]
     if len(factors) >= 2:
         u, v = factors[0], sympy.Mul(*factors[1:])
-        return [f"Product rule, (uv)' = u'v + uv', with u = {pretty(u)} and v = {pretty(v)}: "
-                f"u' = {pretty(sympy.diff(u, symbol))}, v' = {pretty(sympy.diff(v, symbol))}"]
+        return [(f"Product rule, (uv)' = u'v + uv', with u = {pretty(u)} and v = {pretty(v)}: "
+                f"u' = {pretty(sympy.diff(u, symbol))}, v' = {pretty(sympy.diff(v, symbol))}")]
     inner = variable.args[0] if variable.args and (variable.is_Function or variable.is_Pow) else None
     if inner is not None and inner != symbol and inner.has(symbol):
-        return [f"Chain rule, with the inner function u = {pretty(inner)} and u' = "
-                f"{pretty(sympy.diff(inner, symbol))}"]
+        return [(f"Chain rule, with the inner function u = {pretty(inner)} and u' = "
+                f"{pretty(sympy.diff(inner, symbol))}")]
     return []

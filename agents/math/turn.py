@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from agents.turn_types import Reply, Turn
+
 from . import pool
 from .agent import MathRefused, NotMath, solve_math
 

@@ -13,7 +13,8 @@ import json
 import re
 import resource
 import sys
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from .limits import MathRefused, NotMath
 from .solve import solve
@@ -45,7 +46,7 @@ def handle(request: object) -> dict:
         return {"ok": False, "not_math": str(error)}
     except (MemoryError, RecursionError):
         return {"ok": False, "error": "That calculation needs more memory than I allow; try something smaller."}
-    except Exception as error:  # sympy's own failures: NotImplementedError, ValueError, ...
+    except Exception as error:  # noqa: BLE001 - sympy's own failures: NotImplementedError, ValueError, ...
         return {"ok": False, "error": f"I could not work that out ({type(error).__name__})."}
 
 
