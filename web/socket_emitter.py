@@ -8,6 +8,11 @@ from flask_socketio import SocketIO
 from . import flush_pacer, orphans
 
 
+def user_room(user_id: str) -> str:
+    """Every tab of one user: file-job progress goes here, whichever conversation is open."""
+    return f"user:{user_id}"
+
+
 def conversation_room(conversation_id: str) -> str:
     return f"conversation:{conversation_id}"
 
