@@ -5,7 +5,7 @@
   (Flask-SocketIO's deployment notes), so scale out by running more instances behind a sticky
   load balancer (deploy/nginx.conf: sticky by the session cookie) with REDIS_URL set, which makes Socket.IO's
   message queue and the in-flight replies shared.
-- WORKER_CLASS: `eventlet` (default, as the design card asks; gunicorn 26 removed this worker,
+- WORKER_CLASS: `eventlet` (default; gunicorn 26 removed this worker,
   so requirements.txt pins gunicorn 25) or `gevent`. The app's ASYNC_MODE follows it.
 - WORKER_CONNECTIONS is the worker's pool size, i.e. the most clients served at once (gunicorn's
   default of 1000 would cap us at exactly the load target). Socket.IO connections stop at

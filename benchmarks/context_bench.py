@@ -1,4 +1,4 @@
-"""Context preparation: this project's budget vs the naive manage_token_limits of the original requirements.
+"""Context preparation: this project's budget vs a naive manage_token_limits (pop, re-count, recurse).
 
     .venv/bin/python benchmarks/context_bench.py [--quick]
 
@@ -45,7 +45,7 @@ class SeedLoopsForever(Exception):
 
 
 def seed_manage_token_limits(history, max_tokens, reply_tokens, summarise, depth=0, max_depth=50):
-    """Seed 001 §5, verbatim in logic: pop oldest, re-count everything after each pop, recurse."""
+    """The naive way: pop oldest, re-count everything after each pop, recurse."""
     if depth > max_depth:
         raise SeedLoopsForever()
     total = sum(utils.count_tokens(turn["content"]) for turn in history)

@@ -1,4 +1,4 @@
-"""The math agent answers: seed examples, each function family, percentages, equations, algebra,
+"""The math agent answers: the contract's examples, each function family, percentages, equations, algebra,
 the steps it shows, and the router hint detect_math. Runs against the real sandbox worker."""
 import json
 import subprocess
@@ -19,7 +19,7 @@ def worker():
     shutdown()
 
 
-# -- seed examples ------------------------------------------------------------------------------
+# -- the contract's examples ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("question, result, kind", [
     ("What is 65 x 3.11?", "202.15", "arithmetic"),

@@ -13,7 +13,7 @@ import pytest
 from test_uploads import post_upload, wait_for_job
 
 import utils
-from agents import calibration, router, titler
+from agents import calibration, pins, router, titler
 from agents import summariser as summariser_agent
 from agents.emitter import RecordingEmitter
 from agents.llm_client import LLMClient
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.real_llm
 
 WINDOW, REPLY_TOKENS, TURNS = 1024, 120, 20
 FIGURES = Path(__file__).resolve().parent.parent / "artifacts" / "real_llm" / "figures.json"
+PINNED = "My name is Quill and we use Postgres 16"
 PEOPLE = ["Ada", "Bruno", "Chidi", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun"]
 CITIES = ["Lisbon", "Oslo", "Accra", "Lima", "Hanoi", "Porto", "Quito", "Riga", "Sofia", "Tunis"]
 
@@ -109,12 +110,18 @@ def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, brow
                                                                       capsys):
     start, began, finishes = len(llama_server.tap.requests), time.monotonic(), []
     log_start = len(llama_server.log())
-    conversation_id = None
+    conversation_id, checkpoints = None, set()
     for i in range(TURNS):
         wait_idle(llama_server.tap)  # a person reads the reply before typing; the calibration probe runs then
+        if conversation_id:  # the compactions since the fact was pinned (each extends the summary)
+            summary = browser.get(f"/conversations/{conversation_id}/summary").get_json()["summary"]
+            checkpoints |= {summary["last_message_id"]} if summary else set()
         data = {"message": user_turn(i)} | ({"conversation_id": conversation_id} if conversation_id else {})
         ack = sock.emit("send_message", data, callback=True)
         assert ack["ok"] is True, ack
+        if conversation_id is None:
+            pinned = browser.put(f"/conversations/{ack['conversation_id']}/pins", json={"facts": [PINNED]})
+            assert pinned.status_code == 200, pinned.get_json()
         conversation_id = ack["conversation_id"]
         events = wait_for(sock, "response_done")
         assert not payloads(events, "error"), payloads(events, "error")
@@ -148,9 +155,13 @@ def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, brow
                    largest_prompt_plus_max_tokens=max(v["server"] + v["max_tokens"] for v in view),
                    over_window_if_max_tokens_honoured=sum(v["server"] + v["max_tokens"] > WINDOW for v in view),
                    window=WINDOW, usage_in_stream=any(r["usage"] for r in records),
-                   requests=len(records), replayed=len(view))
+                   requests=len(records), replayed=len(view), compactions_after_pinning=len(checkpoints))
     assert largest["server"] < WINDOW
     assert all(v["server"] + v["max_tokens"] <= WINDOW for v in view), "prompt + reply over the window"
+    assert len(checkpoints) >= 5, f"the pinned fact saw only {len(checkpoints)} compactions"
+    last_chat = [r for r in records if not is_summary(r)][-1]["body"]["messages"]
+    assert last_chat[0]["content"].endswith(pins.PINS_HEADING + f"- {PINNED}"), "the pinned fact was not sent"
+    assert stored["conversation"][-1]["meta"]["context"]["parts"]["pinned"] > 0
     assert 0 < len(probes) <= calibration.PROBES_PER_MODEL and all(p["status"] == 200 for p in probes)
     assert ratio > 1.0, "the streams carry no usage: the probes must have taught the ratio"
     assert max(off_by) <= 0.15, (ratio, chats)

@@ -6,10 +6,10 @@ import pytest
 
 from agents.router import route
 
-SEED_MATH = ["What is 65 x 3.11?", "Calculate (42 * 2) / 6", "Solve 2x + 5 = 15", "What's the square root of 144?"]
+CONTRACT_MATH = ["What is 65 x 3.11?", "Calculate (42 * 2) / 6", "Solve 2x + 5 = 15", "What's the square root of 144?"]
 
 
-@pytest.mark.parametrize("text", SEED_MATH)
+@pytest.mark.parametrize("text", CONTRACT_MATH)
 def test_seed_math_examples_go_to_math(text):
     decision = route(text)
     assert decision.agent == "math" and decision.rule == "math_pattern" and decision.matches

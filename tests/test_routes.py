@@ -1,4 +1,4 @@
-"""Seed 001 §12.2's REST routes with their JSON shapes, as a browser sees them."""
+"""The public contract's REST routes with their JSON shapes, as a browser sees them."""
 import json
 
 import pytest

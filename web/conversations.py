@@ -1,4 +1,4 @@
-"""Seed 001 §12.2's conversation routes, plus rename and delete."""
+"""The conversation routes of the public contract, plus rename and delete."""
 from __future__ import annotations
 
 import json

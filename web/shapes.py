@@ -1,4 +1,4 @@
-"""Seed 001's JSON shapes, built from store records."""
+"""The public contract's JSON shapes, built from store records."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
