@@ -4,11 +4,17 @@ import time
 
 import pytest
 from fake_llm import Fault
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import stream_encode_multipart
 
 
 def post_upload(client, name, data, **form):
-    return client.post("/upload_file", data={"file": (io.BytesIO(data), name), **form},
-                       content_type="multipart/form-data")
+    """Encoded in memory: werkzeug's test client spools a body over 500 KB to a temporary file it never
+    closes, and the ResourceWarning would surface in whichever test the garbage collector runs."""
+    upload = FileStorage(io.BytesIO(data), filename=name, content_type="application/octet-stream")
+    body, length, boundary = stream_encode_multipart({"file": upload, **form}, use_tempfile=False)
+    return client.post("/upload_file", data=body.read(), content_type=f"multipart/form-data; boundary={boundary}",
+                       headers={"Content-Length": str(length)})
 
 
 def wait_for_job(client, job_id, seconds=10.0):
