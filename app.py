@@ -37,7 +37,7 @@ def create_app(config: Config | None = None) -> Flask:
     socketio.init_app(app, client_manager=_client_manager(config, app), cors_allowed_origins=origins,
                       manage_session=False, async_mode=config.ASYNC_MODE, logger=False, engineio_logger=False)
     register(app)
-    socket_guard.init_app(app, socketio.server)  # in front of Engine.IO: floods and caps (DESIGN 10)
+    socket_guard.init_app(app, socketio.server)  # in front of Engine.IO: floods and caps (docs/ARCHITECTURE.md decision 10)
     socket_sessions.init_app(app)
     _settle()
     return app

@@ -1,6 +1,6 @@
 """A streaming chat-completions client for any OpenAI-compatible endpoint, on `requests`.
 
-The endpoint is untrusted and unreliable (DESIGN decision 8): requests are retried with
+The endpoint is untrusted and unreliable (docs/ARCHITECTURE.md decision 8): requests are retried with
 exponential backoff only while nothing of the reply has arrived; after that a failure raises
 LLMStreamError carrying the text received so far. A stream that ends with no text and no finish
 reason raises EmptyStream, not retried here (llama.cpp sends that for a prompt over its window:

@@ -1,4 +1,4 @@
-"""The one module that knows the async mode (DESIGN decision 6).
+"""The one module that knows the async mode (docs/ARCHITECTURE.md decision 6).
 
 - `pauser` gives long pure-Python work (chunking a large file) a function to call often: it
   yields to the event loop every few milliseconds. Measured under gunicorn's eventlet worker,

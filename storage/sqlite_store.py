@@ -133,7 +133,9 @@ class SqliteStore(SqliteAccounts, SqliteBranch, SqliteLibrary, SqlitePins, Conve
         pending = [(v, d, sql) for v, d, sql in MIGRATIONS if v not in done]
         if apply:
             for version, description, sql in pending:
-                with self._write() as tx:
+                with self._write() as tx:  # another process may have applied it since we looked
+                    if tx.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                        continue
                     for statement in _statements(sql):
                         tx.execute(statement)
                     tx.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",

@@ -1,4 +1,4 @@
-"""The app against a real model server (DESIGN decision 11: the real server checks that the fake
+"""The app against a real model server (docs/ARCHITECTURE.md decision 11: the real server checks that the fake
 tells the truth): llama.cpp serving SmolLM2-135M with a 1,024-token window, through Flask-SocketIO's
 test client. Slow (a few minutes on 2 cores): skipped without .venv-llm, required in CI.
 

@@ -1,6 +1,6 @@
 """Accounts: register, log in, log out. Optional: without AUTH_REQUIRED anonymous use goes on.
 
-Every record is scoped by a user id (DESIGN decision 5). An account is a username and password
+Every record is scoped by a user id (docs/ARCHITECTURE.md decision 5). An account is a username and password
 bound to one user id. Registering from an anonymous session keeps that session's id, so its
 conversations are simply the account's; logging in from one moves the anonymous records to the
 account. Both start a new session id (no session fixation) and a new CSRF token, which JSON

@@ -1,4 +1,4 @@
-"""Password hashing off the event loop (DESIGN decision 10): scrypt takes tens of milliseconds of
+"""Password hashing off the event loop (docs/ARCHITECTURE.md decisions 6 and 10): scrypt takes tens of milliseconds of
 CPU, which under eventlet or gevent would stall every other user of the worker meanwhile. The
 hash runs on a real thread (hashlib releases the GIL while it works); in threading mode directly.
 """

@@ -1,4 +1,4 @@
-"""Per-user quotas (DESIGN decision 10): upload bytes, stored conversation bytes, imports at once.
+"""Per-user quotas (docs/ARCHITECTURE.md decision 10): upload bytes, stored conversation bytes, imports at once.
 
 Every check is a reservation (web/reservations.py): the amount is held first, atomically, then
 what is already stored is measured, and the request is refused (its hold given back) when

@@ -45,6 +45,7 @@ def register(socketio: SocketIO) -> None:
 
     @socketio.on("disconnect")
     def on_disconnect(reason=None):
+        """A socket closes: forget it for log-out and count it out of the connections gauge."""
         socket_sessions.forget_socket(request.sid)
         metrics.CONNECTIONS.dec()
 

@@ -1,4 +1,4 @@
-"""Socket abuse guard (DESIGN decision 10): an event rate limit per connection, a connection cap
+"""Socket abuse guard (docs/ARCHITECTURE.md decision 10): an event rate limit per connection, a connection cap
 per address and per instance, and no transport kept for a socket that can never be served.
 
 It wraps the handlers of the Engine.IO server under Socket.IO, the earliest point the app sees:

@@ -2,7 +2,7 @@
 stay in the account's rooms (user:<id>, conversation:<id>) and keep receiving its replies.
 
 Per process, like the sockets themselves. The instance answering POST /logout is the one that
-holds the session's sockets, because an instance is chosen per browser (DESIGN decision 9;
+holds the session's sockets, because an instance is chosen per browser (docs/ARCHITECTURE.md decision 9;
 deploy/nginx.conf's ip_hash, the ingress's affinity cookie).
 """
 from __future__ import annotations
