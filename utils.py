@@ -161,6 +161,7 @@ class ContextPlan:
     dropped_messages: int = 0             # left out without a summary (summariser failed)
     notice: str | None = None             # what to tell the user, if anything
     compacted_ids: list[str] = field(default_factory=list)
+    images: dict[int, list[dict]] = field(default_factory=dict)  # index in `messages` -> its images (vision.py)
 
     @property
     def summary_changed(self) -> bool:
@@ -260,9 +261,10 @@ def _plan(system_prompt: str, summary: dict | None, live: list[dict], fixed: int
     messages = [{"role": "system", "content": system_prompt}]
     if summary:
         messages.append({"role": "system", "content": SUMMARY_PREFIX + summary["content"]})
+    images = {len(messages) + i: m["images"] for i, m in enumerate(live) if m.get("images")}
     messages += [{"role": m["role"], "content": m["content"]} for m in live]
     tokens = fixed + (summary["tokens"] if summary else 0) + _total(live)
-    return ContextPlan(messages=messages, prompt_tokens=tokens, summary=summary)
+    return ContextPlan(messages=messages, prompt_tokens=tokens, summary=summary, images=images)
 
 
 def _fit(system_prompt: str, summary: dict | None, live: list[dict], fixed: int, budget: Budget) -> ContextPlan:

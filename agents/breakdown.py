@@ -35,9 +35,11 @@ def describe(plan: utils.ContextPlan, turn: Turn, model: str, usage: dict | None
 
 
 def _new_message_tokens(turn: Turn, plan: utils.ContextPlan) -> int:
-    """The stored count of the message being answered (what the plan summed), else counted now."""
+    """The stored count of the message being answered (what the plan summed), else counted now; plus
+    what its images cost (agents/vision.py), which the plan summed with it."""
+    images = sum(image["tokens"] for image in plan.images.get(len(plan.messages) - 1, []))
     stored = turn.deps.store.get_message(turn.user_id, turn.user_message_id)
     if stored is not None and stored.get("tokens"):
-        return stored["tokens"]
+        return stored["tokens"] + images
     last = plan.messages[-1]
-    return utils.message_tokens(last["role"], last["content"])
+    return utils.message_tokens(last["role"], last["content"]) + images

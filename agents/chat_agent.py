@@ -8,7 +8,7 @@ import logging
 
 import metrics
 import utils
-from agents import breakdown, calibration_probe, compaction
+from agents import breakdown, calibration_probe, compaction, vision
 from agents.llm_client import ContextLengthExceeded, EmptyStream, LLMError
 from agents.summariser import summariser
 from agents.turn_types import Reply, Turn
@@ -20,15 +20,16 @@ RETURNED_NOTHING = ("The model returned nothing: the conversation may be too lon
                     "window in MODEL_CONTEXT_WINDOWS.")
 
 
-def answer(turn: Turn, agent: str = "chat", extra_system: str = "") -> Reply | None:
+def answer(turn: Turn, agent: str = "chat", extra_system: str = "", via: str | None = None) -> Reply | None:
     """Stream the model's reply to the newest user message under the token budget; None (and an
-    error event) when the message alone cannot fit, so nothing is stored for it."""
-    client = turn.clients.get(agent)
+    error event) when the message alone cannot fit, so nothing is stored for it. `via` names another
+    agent whose client answers (the vision agent's, for a message with images)."""
+    client = turn.clients.get(via or agent)
     model = client.model
     try:
         plan = _plan(turn, model, extra_system, tighter=False)
     except utils.MessageTooLarge as error:
-        turn.emitter.error(str(error))
+        turn.emitter.error(_too_large(turn, model, error))
         return None
     text, finish, usage = _stream_with_retry(turn, client, extra_system, plan)
     used = getattr(client, "used", None)
@@ -70,6 +71,19 @@ def _plan(turn: Turn, model: str, extra_system: str, tighter: bool) -> utils.Con
     return plan
 
 
+def _too_large(turn: Turn, model: str, error: utils.MessageTooLarge) -> str:
+    """MessageTooLarge's words, or for a message with images the numbers that include them."""
+    images = vision.with_image_tokens(turn.deps.store, turn.user_id, [
+        {"message_id": turn.user_message_id, "role": "user", "tokens": 0}], turn.deps.config.IMAGE_DETAIL)[0]
+    if not images.get("images"):
+        return str(error)
+    config = turn.deps.config
+    return (f"Your message with {len(images['images'])} image(s) is {error.message_tokens} tokens, "
+            f"{images['tokens']} of them for the images, but only {error.available} fit in {model}'s "
+            f"{config.context_window(model)}-token context after reserving {config.REPLY_TOKENS} for the reply. "
+            "Send fewer or smaller images, or a shorter text.")
+
+
 def _stream_with_retry(turn: Turn, client, extra_system: str, plan):
     """Stream once; on a context-length error or an empty stream (llama.cpp's way of saying the
     prompt is too long) before any text, re-plan tighter and try once more."""
@@ -93,7 +107,8 @@ def _stream(client, plan, reply_tokens: int, turn: Turn) -> tuple[str, str, dict
     parts, finish, usage = [], "stop", None
     emitter = turn.emitter
     emitter.status("waiting", "Waiting for the model…")
-    stream = client.stream_chat(plan.messages, max_tokens=reply_tokens)
+    messages = _with_images(turn, client.model, plan)
+    stream = client.stream_chat(messages, max_tokens=reply_tokens)
     try:
         for event in stream:
             if turn.stopped():
@@ -112,8 +127,30 @@ def _stream(client, plan, reply_tokens: int, turn: Turn) -> tuple[str, str, dict
         if isinstance(error, (ContextLengthExceeded, EmptyStream)) and not text:
             raise
         metrics.error(metrics.llm_error_kind(error))
-        emitter.error(error.message)
+        emitter.error(_refused_image(turn, client.model, error) if vision.image_count(messages) else error.message)
         return text, "error", usage
     finally:
         stream.close()  # closes the upstream connection: the server stops generating
     return "".join(parts), finish if finish in ("stop", "length", "content_filter") else "stop", usage
+
+
+def _with_images(turn: Turn, model: str, plan) -> list[dict]:
+    """The plan's messages with their images: as image parts for a model that takes them."""
+    if not plan.images:
+        return plan.messages
+    deps = turn.deps
+    chosen = turn.vision is not None and turn.vision.model == model and model not in deps.providers.text_only
+    send = chosen or vision.accepts(model, deps.config.VISION_MODELS, deps.providers.text_only)
+    return vision.request_messages(plan.messages, plan.images, send,
+                                   lambda image_id: deps.store.get_image(turn.user_id, image_id),
+                                   deps.config.IMAGE_DETAIL)
+
+
+def _refused_image(turn: Turn, model: str, error) -> str:
+    """A request with images failed: when the server refused the images, remember the model as
+    text-only and say so; else the error's own message."""
+    if not vision.is_refusal(error):
+        return error.message
+    turn.deps.providers.text_only.add(model)
+    log.warning("Model %s refused an image; remembered as text-only", model)
+    return vision.REFUSED.format(model=model, detail=error.message[:200])

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 
 import utils
-from agents import pins
+from agents import pins, vision
 from agents.summariser import summariser
 from agents.turn_types import TurnDeps
 
@@ -49,7 +49,8 @@ def read_branch(deps: TurnDeps, user_id: str, conversation_id: str, leaf_id: str
     if conversation is None:
         return None, []
     checkpoint = (conversation["summary"] or {}).get("last_message_id")
-    return conversation, deps.store.branch_since(user_id, conversation_id, leaf_id, checkpoint)
+    history = deps.store.branch_since(user_id, conversation_id, leaf_id, checkpoint)
+    return conversation, vision.with_image_tokens(deps.store, user_id, history, deps.config.IMAGE_DETAIL)
 
 
 def after_reply(deps: TurnDeps, user_id: str, conversation_id: str, leaf_id: str, model: str | None,

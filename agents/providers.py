@@ -26,9 +26,10 @@ from agents.llm_client import (
     collect,
 )
 from agents.sse import StreamEvent
+from agents.vision import TextOnlyModels
 
 log = logging.getLogger("chat.providers")
-AGENTS = ("chat", "knowledge", "file", "summary", "router")
+AGENTS = ("chat", "knowledge", "file", "summary", "router", "vision")
 MODEL_LIST_TTL_S = 60
 ENDPOINT_STATUSES = (401, 403, 404)  # the endpoint itself is wrong or gone: worth trying the next one
 ALL_DOWN = ("The model endpoints are not answering right now, so I cannot reply. Your message is "
@@ -62,6 +63,7 @@ class Providers:
         self._redis = redis_client
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
         self._models: tuple[float, list[str]] | None = None
+        self.text_only = TextOnlyModels(redis_client)  # models a server refused an image for (vision.py)
 
     def endpoints(self, agent: str) -> list[Endpoint]:
         """The agent's endpoints in the order they are tried (empty: none configured)."""

@@ -1,9 +1,10 @@
 """Pick the agent for a message, and say why.
 
-Rules, in order: an explicit command (/math, /file, /ask, /chat), an attached file, a math
-pattern, a question about the user's uploaded files, then (only if ROUTER_LLM is on) a one-word
-model classification, else general chat. The classifier runs only when no rule matched, so
-clear cases cost no tokens. Each decision is logged as one JSON line without the message text.
+Rules, in order: an explicit command (/math, /file, /ask, /chat), attached images (the chat agent
+with a model that takes images), an attached file, a math pattern, a question about the user's
+uploaded files, then (only if ROUTER_LLM is on) a one-word model classification, else general chat.
+The classifier runs only when no rule matched, so clear cases cost no tokens. Each decision is
+logged as one JSON line without the message text.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ CLASSIFIER_PROMPT = ("Classify the user's message for a router. Answer with exac
 @dataclass(frozen=True)
 class Decision:
     agent: str  # chat | math | file | knowledge
-    rule: str  # command | attachment | math_pattern | about_uploads | classifier | default
+    rule: str  # command | image | attachment | math_pattern | about_uploads | classifier | default
     reasoning: str
     text: str  # the message without its command
     matches: list[str] = field(default_factory=list)
@@ -42,10 +43,12 @@ class Decision:
 
 
 def route(text: str, *, attachment: str | None = None, document_names: Iterable[str] = (),
-          classify: Callable[[str], str | None] | None = None, log_fields: dict | None = None) -> Decision:
-    """The decision for one message; `classify` is the optional model classifier."""
+          classify: Callable[[str], str | None] | None = None, log_fields: dict | None = None,
+          images: int = 0, vision_model: str | None = None) -> Decision:
+    """The decision for one message; `classify` is the optional model classifier. `images` attached
+    to the message go to the chat agent with `vision_model` (None: no model here takes images)."""
     started = time.perf_counter()
-    decision = _decide(text, attachment, list(document_names), classify)
+    decision = _decide(text, attachment, list(document_names), classify, images, vision_model)
     decision = Decision(**{**asdict(decision),
                            "execution_time_ms": round((time.perf_counter() - started) * 1000, 3)})
     log.info(json.dumps({"event": "route", **(log_fields or {}), **decision.public(),
@@ -53,12 +56,19 @@ def route(text: str, *, attachment: str | None = None, document_names: Iterable[
     return decision
 
 
-def _decide(text: str, attachment: str | None, names: list[str], classify) -> Decision:
+def _decide(text: str, attachment: str | None, names: list[str], classify, images: int = 0,
+            vision_model: str | None = None) -> Decision:
     command = _COMMAND.match(text)
     if command and command.group(1).lower() in COMMANDS:
         agent = COMMANDS[command.group(1).lower()]
         return Decision(agent, "command", f"The message starts with {command.group(1).lower()}.",
                         text[command.end():], [command.group(1).lower()])
+    if images:
+        if vision_model:
+            return Decision("chat", "image", f"{images} image(s) attached: the chat agent answers with the "
+                            f"vision model {vision_model}.", text, [vision_model])
+        return Decision("chat", "image", f"{images} image(s) attached, but no configured model takes images.",
+                        text, [])
     if attachment:
         return Decision("file", "attachment", "A file is attached to the message.", text, [attachment])
     math = detect_math(text)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import metrics
 import utils
-from agents import chat_agent, file_agent, knowledge_agent
+from agents import chat_agent, file_agent, knowledge_agent, vision
 from agents.math import turn as math_turn
 from agents.router import model_classifier, route
 from agents.turn_types import AgentClients, Reply, Turn, TurnDeps
@@ -39,7 +39,7 @@ def run_turn(deps: TurnDeps, user_id: str, conversation_id: str, user_message_id
     turn = Turn(deps, user_id, conversation_id, user_message_id, reply_id, emitter, stopped,
                 AgentClients(deps.providers, model), attachment=attachment)
     try:
-        decision = _route(turn, message["content"])
+        decision = _route(turn, message["content"], deps.store.message_images(user_id, [user_message_id]))
         turn.text = decision.text
         emitter.routing(decision.public())
         reply = _answer(turn, decision)
@@ -52,13 +52,16 @@ def run_turn(deps: TurnDeps, user_id: str, conversation_id: str, user_message_id
         turn.clients.close()
 
 
-def _route(turn: Turn, text: str):
+def _route(turn: Turn, text: str, images: list[dict]):
     deps = turn.deps
     names = [d["file_name"] for d in deps.store.list_documents(turn.user_id, DOCUMENT_NAMES_CHECKED)]
     router_client = turn.clients.get("router") if deps.config.ROUTER_LLM else None
+    if images:
+        turn.vision = vision.choose(deps.config, deps.providers, turn.clients.model)
     return route(text, attachment=turn.attachment, document_names=names,
                  classify=model_classifier(router_client) if router_client else None,
-                 log_fields={"conversation_id": turn.conversation_id, "message_id": turn.user_message_id})
+                 log_fields={"conversation_id": turn.conversation_id, "message_id": turn.user_message_id},
+                 images=len(images), vision_model=turn.vision.model if turn.vision else None)
 
 
 def _answer(turn: Turn, decision) -> Reply | None:
@@ -74,6 +77,10 @@ def _answer(turn: Turn, decision) -> Reply | None:
         return turn.say(NOT_CONFIGURED, "system", finish_reason="error")
     if decision.rule == "command" and not turn.text.strip():
         return turn.say("Type a message after the command.", "system")
+    if decision.rule == "image":
+        if turn.vision.model is None:
+            return turn.say(vision.NO_VISION_MODEL.format(model=turn.vision.asked), "system", finish_reason="error")
+        return chat_agent.answer(turn, via=turn.vision.via)
     return chat_agent.answer(turn)
 
 

@@ -55,6 +55,7 @@ class Turn:
     clients: AgentClients
     text: str = ""  # the user's message without any router command
     attachment: str | None = None  # a document_id the message is about
+    vision: object | None = None  # agents/vision.Choice when the message has images
     started: float = field(default_factory=time.monotonic)  # for the reply's latency_ms
 
     def say(self, text: str, agent: str, meta: dict | None = None, finish_reason: str = "stop") -> Reply:

@@ -24,6 +24,7 @@ import pytest
 from fake_llm_server import FakeHandler, FakeServer, prompt_tokens
 
 VLLM_ERROR_TYPE = "InternalServerError"
+IMAGE_REFUSAL = "image input is not supported by this model"  # what a text-only server answers (400)
 CONTEXT_MESSAGE = ("This model's maximum context length is {limit} tokens. However, your messages resulted in "
                    "{asked} tokens. Please reduce the length of the messages.")
 
@@ -57,6 +58,13 @@ class Fault:
         """OpenAI's 400 for a prompt that does not fit the window."""
         body = {"error": {"message": CONTEXT_MESSAGE.format(limit=limit, asked=asked),
                           "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
+        return cls("http", status=400, body=body)
+
+    @classmethod
+    def image_refused(cls) -> Fault:
+        """A text-only model's 400 for a request with image_url parts (see FakeLLM.text_only)."""
+        body = {"error": {"message": IMAGE_REFUSAL, "type": "invalid_request_error", "param": "messages",
+                          "code": None}}
         return cls("http", status=400, body=body)
 
     @classmethod
@@ -137,6 +145,7 @@ class FakeLLM:
         self.responder = None                   # body -> reply text, instead of `reply` (per-request replies)
         self.n_ctx: int | None = None           # llama.cpp's context window (see the module's docstring)
         self.token_ratio: float | None = None   # report prompt tokens as tiktoken's count times this
+        self.text_only = False                  # refuse requests with image_url parts like a text-only model
         for name, value in settings.items():
             if not hasattr(self, name):
                 raise TypeError(f"FakeLLM has no setting {name!r}")
@@ -210,14 +219,28 @@ class FakeLLM:
         return bool(self.n_ctx) and prompt_tokens(body, self.token_ratio) >= self.n_ctx
 
     def record(self, method: str, path: str, headers: dict, body: dict | None) -> None:
-        """Called by the handler for every request."""
+        """Called by the handler for every request (before it takes its fault, so a text-only
+        model's refusal of images goes first)."""
         self.requests.append(Recorded(method, path, headers, body))
+        if self.text_only and image_parts(body):
+            self.faults.appendleft(Fault.image_refused())
+
+    def image_parts(self) -> list[dict]:
+        """Every image_url content part the chat requests carried, in order."""
+        return [part for request in self.requests for part in image_parts(request.body)]
 
     def client_left(self) -> None:
         """Called by the handler when a write finds the client gone."""
         with self._lock:
             self.disconnects += 1
         self.client_gone.set()
+
+
+def image_parts(body: dict | None) -> list[dict]:
+    """The image_url parts of a request body's messages (content given as a list of parts)."""
+    messages = (body or {}).get("messages") if isinstance(body, dict) else None
+    return [part for message in messages or [] if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for part in message["content"] if isinstance(part, dict) and part.get("type") == "image_url"]
 
 
 @pytest.fixture

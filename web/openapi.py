@@ -41,6 +41,9 @@ def _obj(properties: dict, required: tuple = ()) -> dict:
 
 STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
 NULLABLE_STRING = {"type": "string", "nullable": True}
+IMAGE = {"type": "object", "properties": {  # web/images.py
+    "image_id": STRING, "message_id": STRING, "file_name": STRING, "mime": STRING, "width": INTEGER,
+    "height": INTEGER, "size_bytes": INTEGER, "tokens": INTEGER, "url": STRING}}
 MESSAGE_ONLY = _obj({"message": STRING}, ("message",))
 CONVERSATION_ID = _obj({"conversation_id": STRING})
 QUERY = {"name": "q", "in": "query", "schema": {"type": "string"}}
@@ -60,7 +63,8 @@ SCHEMAS = {
         "conversation": {"type": "array", "items": _ref("Message")}}, ("conversation",))]},
     "SearchHit": _obj({"conversation_id": STRING, "title": STRING, "score": {"type": "number"},
                        "message_id": NULLABLE_STRING, "snippet": STRING,
-                       "highlights": {"type": "array", "items": {"type": "array", "items": INTEGER}}},
+                       "highlights": {"type": "array", "items": {"type": "array", "items": INTEGER}},
+                       "match": {"type": "string", "enum": ["keyword", "meaning", "both"]}},
                       ("conversation_id", "title", "snippet", "highlights")),
     "Job": _obj({"job_id": STRING, "kind": STRING, "status": {"type": "string",
                                                              "enum": ["pending", "processing", "done", "error"]},
@@ -132,9 +136,10 @@ OPERATIONS: dict[str, dict[str, tuple]] = {
         "The conversation as a JSON download", _body(CONVERSATION_ID, required=False), {200: _json("Conversation")},
         [])},
     "conversations.search_conversations": {"get": (
-        "Ranked full-text search", None,
+        "Ranked search: full-text, by meaning (vectors), or both fused (hybrid, the default)", None,
         {200: _json(_obj({"conversations": {"type": "array", "items": _ref("SearchHit")}}, ("conversations",)))},
-        [{**QUERY, "required": True}, {"name": "limit", "in": "query", "schema": INTEGER}])},
+        [{**QUERY, "required": True}, {"name": "limit", "in": "query", "schema": INTEGER},
+         {"name": "mode", "in": "query", "schema": {"type": "string", "enum": ["hybrid", "keyword", "semantic"]}}])},
     "conversations.add_few_shot_example": {"post": (
         "Append a user/assistant example pair",
         _body(_obj({"user_prompt": STRING, "assistant_response": STRING, "conversation_id": STRING},
@@ -147,6 +152,17 @@ OPERATIONS: dict[str, dict[str, tuple]] = {
         {202: _json(_obj({"message": STRING, "job_id": STRING, "status": STRING, "conversation_id": STRING,
                           "file_name": STRING, "size_bytes": INTEGER, "encoding": STRING}, ("job_id",)))}, [])},
     "uploads.get_job": {"get": ("An upload job's progress or result", None, {200: _json("Job")}, [])},
+    "images.upload_image": {"post": (
+        "Attach a PNG, JPEG, WebP or GIF image to the message about to be sent with client_message_id (201)",
+        {"required": True, "content": {"multipart/form-data": {"schema": _obj(
+            {"file": {"type": "string", "format": "binary"}, "client_message_id": STRING},
+            ("file", "client_message_id"))}}}, {201: _json(IMAGE)}, [])},
+    "images.get_image": {"get": ("An image's bytes (its owner only)", None, {200: {"description": "The image",
+                                 "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}}, [])},
+    "images.delete_image": {"delete": ("Take an image off a message not sent yet", None,
+                                       {200: _json(_obj({"deleted": BOOLEAN, "image_id": STRING}))}, [])},
+    "images.conversation_images": {"get": ("The images of a conversation's messages", None, {200: _json(_obj(
+        {"conversation_id": STRING, "images": {"type": "array", "items": IMAGE}}))}, [])},
     "system.get_config": {"get": ("Limits the page needs (never secrets)", None, {200: _json(_obj({
         "max_tokens": INTEGER, "reply_tokens": INTEGER, "max_file_size_mb": {"type": "number"},
         "allowed_extensions": {"type": "array", "items": STRING}, "model": STRING,

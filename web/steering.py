@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, jsonify, request
 
 import utils
-from agents import compaction, offload, pins
+from agents import compaction, offload, pins, vision
 
 from .context import current_user_id, get_store, owned_conversation
 from .validation import json_body, optional_string
@@ -37,6 +37,7 @@ def budget(conversation_id: str):
         abort(404, "Message not found.")
     if path and checkpoint and path[0]["message_id"] == checkpoint:
         path = path[1:]  # the checkpoint itself is summarised
+    path = vision.with_image_tokens(get_store(), current_user_id(), path, current_app.config["CHAT"].IMAGE_DETAIL)
     return jsonify(_budget(record, path))
 
 

@@ -25,7 +25,7 @@ import threads
 import utils
 from storage.base import FINISH_REASONS, ROLES, ConversationStore, as_utc
 
-from . import quotas, shapes, transfer_steering
+from . import images, quotas, shapes, transfer_steering
 from .context import current_user_id, get_store, owned_conversation
 from .errors import too_large_message
 from .validation import require_storable
@@ -59,10 +59,12 @@ def export_conversation(conversation_id: str):
     if kind not in ("json", "md"):
         abort(400, "'format' must be json or md.")
     messages = get_store().list_messages(current_user_id(), conversation_id)
+    found = images.references(get_store(), current_user_id(), messages)  # named and linked, never inlined
     if kind == "md":
-        return _download(_markdown(record, _thread(messages)), "text/markdown", record, kind)
+        return _download(_markdown(record, _thread(messages), found), "text/markdown", record, kind)
     export = {**shapes.conversation(record, messages), "export_version": EXPORT_VERSION,
-              "pinned_facts": get_store().get_pinned_facts(current_user_id(), conversation_id) or []}
+              "pinned_facts": get_store().get_pinned_facts(current_user_id(), conversation_id) or [],
+              "images": found}
     return _download(json.dumps(export, ensure_ascii=False, indent=2), "application/json", record, kind)
 
 
@@ -75,14 +77,16 @@ def _thread(messages: list[dict]) -> list[dict]:
     return path
 
 
-def _markdown(record: dict, messages: list[dict]) -> str:
-    """The title, then one section per message; the rolling summary is internal and stays out."""
+def _markdown(record: dict, messages: list[dict], found: list[dict]) -> str:
+    """The title, then one section per message with its images linked; the rolling summary is
+    internal and stays out."""
     sections = [f"# {_one_line(record['title']) or 'Untitled conversation'}"]
     for message in messages:
         speaker = HEADINGS[message["role"]]
         if message["role"] == "assistant" and message.get("agent"):
             speaker += f" ({message['agent']})"
-        sections.append(f"### {speaker}\n*{shapes.iso(message['created_at'])}*\n\n{message['content']}")
+        sections.append(f"### {speaker}\n*{shapes.iso(message['created_at'])}*\n\n{message['content']}"
+                        + images.markdown_lines(found, message["message_id"]))
     return "\n\n".join(sections) + "\n"
 
 

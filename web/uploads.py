@@ -47,12 +47,7 @@ def upload_file():
         abort(400, "No file selected.")
     if not utils.allowed_file(name, config.ALLOWED_EXTENSIONS):
         abort(400, f"Unsupported file type. Allowed: {', '.join(sorted(config.ALLOWED_EXTENSIONS))}.")
-    limit = int(config.MAX_FILE_SIZE_MB * 1024 * 1024)
-    raw = upload.stream.read(limit + 1)
-    if len(raw) > limit:
-        abort(413, f"File is larger than the {config.MAX_FILE_SIZE_MB:g} MB limit.")
-    if not raw:
-        abort(400, "The file is empty.")
+    raw = read_capped(upload, config.MAX_FILE_SIZE_MB, "File")
     kind = kinds.kind_of(name)
     saved, encoding, characters = _content(kind, name, raw)
     store, user_id = get_store(), current_user_id()
@@ -84,6 +79,17 @@ def get_job(job_id: str):
     elif job["status"] == "error":
         body["message"] = job["error"]
     return jsonify(body)
+
+
+def read_capped(upload, limit_mb: float, what: str) -> bytes:
+    """The upload's bytes: 413 past `limit_mb` (read no further than one byte over), 400 when empty."""
+    limit = int(limit_mb * 1024 * 1024)
+    raw = upload.stream.read(limit + 1)
+    if len(raw) > limit:
+        abort(413, f"{what} is larger than the {limit_mb:g} MB limit.")
+    if not raw:
+        abort(400, "The file is empty.")
+    return raw
 
 
 def _content(kind: str, name: str, raw: bytes) -> tuple[bytes, str, int | None]:

@@ -13,6 +13,7 @@ import { StatsPanel } from "./stats.js";
 import { SummaryPanel } from "./summary.js";
 import { newestLeaf, newestLeafUnder, pathTo } from "./thread.js";
 import { ThreadView, agentBadge, emptyState, fillBody, loadingState } from "./thread_view.js";
+import { ImageTray, ThreadImages } from "./images.js";
 import { Uploader } from "./uploads.js";
 
 const config = document.getElementById("page-config").dataset;
@@ -25,6 +26,7 @@ const state = {
   streaming: null, // the reply being generated: {message_id}
   early: new Map(), // chunks that arrived before the send's acknowledgement
   sending: false, // a send_message awaits its acknowledgement
+  stopPending: false, // Stop was pressed while sending: stop the reply once the acknowledgement names it
 };
 
 const chart = new TurnChart($("turn-chart"), $("chart-tip"));
@@ -47,6 +49,9 @@ const uploader = new Uploader(config, {
     if (event.conversation_id === state.conversationId) openConversation(state.conversationId).catch(reportError);
   },
 });
+const imageTray = new ImageTray(config, { input: $("image-input"), tray: $("image-tray") });
+$("image-input").addEventListener("change", () => input.focus());
+const threadImages = new ThreadImages();
 new Menu($("conversation-menu-button"), $("conversation-menu"));
 const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 2000 });
 
@@ -55,6 +60,7 @@ const socket = io({ transports: ["websocket", "polling"], reconnectionDelayMax: 
 async function openConversation(id, focusMessageId) {
   if (id !== state.conversationId) messagesBox.replaceChildren(loadingState());
   const data = await api(`/load_conversation/${encodeURIComponent(id)}`);
+  await threadImages.load(id);
   state.conversationId = id;
   state.title = data.title;
   state.messages = data.conversation;
@@ -86,6 +92,7 @@ async function reloadConversation() {
 
 function newConversation() {
   Object.assign(state, { conversationId: null, title: "", messages: [], leaf: null, summary: null, streaming: null });
+  threadImages.reset();
   showConversationChrome();
   render();
   refreshMeter();
@@ -150,6 +157,7 @@ function render() {
     return;
   }
   view.render(path, state.summary);
+  threadImages.decorate(messagesBox);
 }
 
 /** Scroll to a message of the thread and mark it (links in breakdowns and the summary panel). */
@@ -229,14 +237,21 @@ async function send(text, editOf) {
   }
   setBusy(true);
   state.sending = true;
-  let ack;
-  try { ack = await emit("send_message", payload); } finally { state.sending = false; }
+  let ack, images = [];
+  try {
+    if (!editOf && imageTray.count) images = await imageTray.upload(payload.client_message_id); // before the message
+    ack = await emit("send_message", payload);
+  } catch (error) {
+    ack = { ok: false, message: error.message };
+  } finally { state.sending = false; }
+  if (ack && ack.ok && images.length) { threadImages.remember(ack.message_id, images); imageTray.clear(); }
   try { return accepted(ack, text, parentId); } finally { runHeldEvents(); }
 }
 
 /** The send's acknowledgement: the conversation (new or not) and the reply being generated. */
 function accepted(ack, text, parentId) {
   if (!ack || !ack.ok) {
+    state.stopPending = false;
     setBusy(false);
     toast((ack && ack.message) || "The message was not sent.");
     return false;
@@ -268,6 +283,7 @@ function startReply(replyId, parentId, text = "") {
   setBusy(true);
   render();
   scroller.toBottom();
+  if (state.stopPending) { state.stopPending = false; stop(); }
 }
 
 function resumeStreaming(generating) {
@@ -301,6 +317,7 @@ function editLast() {
 }
 
 async function stop() {
+  if (state.sending) { state.stopPending = true; return; } // Stop before the send's ack: stop once it names the reply
   if (!state.streaming || !state.conversationId) return;
   const ack = await emit("stop_generation", { conversation_id: state.conversationId });
   if (!ack.ok) toast(ack.message);
@@ -316,7 +333,7 @@ function setBusy(busy) {
 
 $("composer").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const text = input.value;
+  const text = input.value.trim() || !imageTray.count ? input.value : "What is in this image?";
   if (!text.trim()) return;
   if (meter.figures().tooLong) { toast("This message does not fit the model's window: shorten it, or attach it as a file."); return; }
   input.value = "";
@@ -336,7 +353,7 @@ function autoGrow() {
 input.addEventListener("input", () => { autoGrow(); meter.typed(input.value); });
 $("stop-button").addEventListener("click", stop);
 installShortcuts({ search: () => sidebar.focusFilter(), newChat: () => { sidebar.close(); newConversation(); },
-  stop: () => { if (state.streaming) stop(); else sidebar.close(); }, editLast, input });
+  stop: () => { if (state.streaming || state.sending) stop(); else sidebar.close(); }, editLast, input });
 
 // -- the socket ----------------------------------------------------------------------------------
 
