@@ -34,7 +34,9 @@ def answer(turn: Turn, agent: str = "chat", extra_system: str = "", via: str | N
     text, finish, usage = _stream_with_retry(turn, client, extra_system, plan)
     used = getattr(client, "used", None)
     followups = []
-    if usage and usage.get("prompt_tokens"):
+    if plan.images:
+        pass  # servers count images their own way (and the probe re-sends text only): learn from text alone
+    elif usage and usage.get("prompt_tokens"):
         turn.deps.calibration.observe(model, usage["prompt_tokens"], plan.prompt_tokens)
     elif finish in ("stop", "length") and turn.deps.calibration.claim_probe(model):
         followups.append(calibration_probe.probe(turn.deps, agent, turn.clients.model, used, plan.messages,

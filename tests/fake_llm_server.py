@@ -207,8 +207,16 @@ def prompt_tokens(body: dict, token_ratio: float | None = None) -> int:
     fake), or with `token_ratio` as the app's own tiktoken count times that (another tokenizer)."""
     if token_ratio is not None:
         import utils  # the app's tokenizer, only for this knob
-        return round(utils.request_tokens(body.get("messages", [])) * token_ratio)
+        texts = [{**m, "content": _text_of(m.get("content"))} for m in body.get("messages", [])]
+        return round(utils.request_tokens(texts) * token_ratio)
     return sum(len(str(message.get("content", "")).split()) + 4 for message in body.get("messages", []))
+
+
+def _text_of(content) -> str:
+    """A message's text; of content parts (text and image_url), the text parts."""
+    if isinstance(content, list):
+        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content or "")
 
 
 def _max_tokens(body: dict) -> int | None:

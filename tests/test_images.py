@@ -159,6 +159,22 @@ def test_image_question_reaches_the_vision_model_as_an_image_part_and_is_budgete
     assert parts["verbatim"] == 0 and sum(parts.values()) == reply.prompt_tokens
 
 
+def test_image_turns_teach_the_calibration_nothing(turn_deps, fake_llm):
+    """A server counts images its own way: the ratio is learned from text-only requests."""
+    deps = turn_deps()
+    deps.config.MODEL = "gpt-4o-mini"
+    fake_llm.token_ratio = 1.3
+    cid, mid, _cleaned = _ask_with_image(deps)
+    reply, _emitter = _run(deps, cid, mid)
+    assert reply.finish_reason == "stop" and reply.usage["prompt_tokens"]
+    assert deps.calibration.ratio("gpt-4o-mini") == 1.0
+    words = deps.store.create_conversation("alice")["conversation_id"]
+    text = deps.store.append_message("alice", words, "user", "Say it in words",
+                                     tokens=utils.message_tokens("user", "Say it in words"))
+    _run(deps, words, text["message_id"])
+    assert deps.calibration.ratio("gpt-4o-mini") > 1.0  # a text-only request still teaches it
+
+
 def test_text_only_models_refusal_is_explained_remembered_and_keeps_the_message(turn_deps, fake_llm):
     deps = turn_deps()
     deps.config.MODEL = "gpt-4o-mini"
