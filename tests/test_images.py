@@ -8,6 +8,7 @@ import pytest
 from fake_llm import IMAGE_REFUSAL
 from PIL import Image
 from test_socket_events import wait_for
+from test_uploads import post_file
 
 import utils
 from agents import vision
@@ -267,8 +268,7 @@ def browser(vision_app):
 
 
 def upload(http, data: bytes, name="cat.png", client_id="c-1"):
-    return http.post("/images", data={"file": (io.BytesIO(data), name), "client_message_id": client_id},
-                     content_type="multipart/form-data")
+    return post_file(http, "/images", name, data, client_message_id=client_id)
 
 
 def test_upload_serves_the_cleaned_image_to_its_owner_only(vision_app, browser):
@@ -322,6 +322,10 @@ def test_upload_refuses_images_over_the_size_limit(make_app, fake_llm):
     noisy.save(out, "PNG")
     answer = upload(http, out.getvalue())
     assert answer.status_code == 413 and "larger than the 0.001 MB limit" in answer.get_json()["message"]
+    big = make_app(OPENAI_BASE_URL=fake_llm.url, MODEL="gpt-4o", IMAGE_MAX_MB=8).test_client()
+    big.get("/")
+    refused = upload(big, b"\x89PNG\r\n\x1a\n" + b"\x00" * (9 * 1024 * 1024))  # past the body's limit
+    assert refused.status_code == 413 and "larger than the 8 MB image limit" in refused.get_json()["message"]
 
 
 def test_images_per_message_are_capped(make_app, fake_llm):

@@ -9,11 +9,15 @@ from werkzeug.test import stream_encode_multipart
 
 
 def post_upload(client, name, data, **form):
+    return post_file(client, "/upload_file", name, data, **form)
+
+
+def post_file(client, path, name, data, **form):
     """Encoded in memory: werkzeug's test client spools a body over 500 KB to a temporary file it never
     closes, and the ResourceWarning would surface in whichever test the garbage collector runs."""
     upload = FileStorage(io.BytesIO(data), filename=name, content_type="application/octet-stream")
     body, length, boundary = stream_encode_multipart({"file": upload, **form}, use_tempfile=False)
-    return client.post("/upload_file", data=body.read(), content_type=f"multipart/form-data; boundary={boundary}",
+    return client.post(path, data=body.read(), content_type=f"multipart/form-data; boundary={boundary}",
                        headers={"Content-Length": str(length)})
 
 

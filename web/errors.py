@@ -24,7 +24,10 @@ def init_app(app: Flask) -> None:
 def _http_error(error: HTTPException):
     message = error.description if error.description and not _is_default(error) else error.name + "."
     if isinstance(error, RequestEntityTooLarge) and _is_default(error):  # werkzeug's own, not ours
-        message = too_large_message("The request", current_app.config["CHAT"].MAX_FILE_SIZE_MB, "upload ")
+        config = current_app.config["CHAT"]
+        image = request.path.startswith("/images")
+        message = too_large_message("The request", config.IMAGE_MAX_MB if image else config.MAX_FILE_SIZE_MB,
+                                    "image " if image else "upload ")
     return jsonify(message=message), error.code
 
 
