@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from test_uploads import post_file
 
 import utils
 from config import ConfigError, TestConfig
@@ -22,8 +23,7 @@ def app_store(app):
 
 def post_import(client, payload, name="conversations.json"):
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return client.post("/import_conversations", data={"file": (io.BytesIO(data), name)},
-                       content_type="multipart/form-data")
+    return post_file(client, "/import_conversations", name, data)
 
 
 def export(client, conversation_id, **params):
