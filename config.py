@@ -1,6 +1,7 @@
 """All settings, read once from the environment and `.env`.
 
-No other module reads `os.environ`: they take a Config (or Flask's app.config).
+No other module reads `os.environ` (but gunicorn.conf.py, for the settings only it uses): they take a
+Config (or Flask's app.config).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from dotenv import load_dotenv
 
 ROOT = Path(__file__).resolve().parent
 STORE_SCHEMES = ("mongodb", "mongodb+srv")
-AGENTS = ("chat", "knowledge", "file", "summary", "router")  # the agents that call a model
+AGENTS = ("chat", "knowledge", "file", "summary", "router", "vision")  # the agents that call a model
+IMAGE_DETAILS = ("auto", "low", "high")  # OpenAI's image_url detail levels
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -113,6 +115,12 @@ class Config:
         self.FILE_WORKERS = _number("FILE_WORKERS", "4")
         self.CHUNK_OVERLAP_TOKENS = _number("CHUNK_OVERLAP_TOKENS", "100")
         self.KNOWLEDGE_CHUNKS = _number("KNOWLEDGE_CHUNKS", "4")
+        # -- search by meaning (semantic/): a local embedding model, vectors in the store, hybrid ranking
+        self.EMBEDDINGS = _flag("EMBEDDINGS", "true")  # off: search and the knowledge agent are keyword-only
+        self.EMBED_INDEXER = _flag("EMBED_INDEXER", "true")  # this process embeds new messages and chunks
+        self.EMBED_BATCH = _number("EMBED_BATCH", "32")  # texts per model call in the background indexer
+        self.EMBED_POLL_S = _number("EMBED_POLL_S", "1.0", float)  # the indexer's nap when nothing is new
+        self.EMBED_SEARCH_CANDIDATES = _number("EMBED_SEARCH_CANDIDATES", "10000")  # newest vectors scored per query
         # -- quotas and costs
         self.FILE_MAX_MODEL_CALLS = _number("FILE_MAX_MODEL_CALLS", "25")  # per file analysis, combining included
         self.STORAGE_QUOTA_MB = _number("STORAGE_QUOTA_MB", "500", float)  # per user: stored messages and imports
@@ -128,6 +136,13 @@ class Config:
         self.DOCUMENT_TIMEOUT_S = _number("DOCUMENT_TIMEOUT_S", "30", float)  # reading one file, wall clock
         self.DOCUMENT_MEMORY_MB = _number("DOCUMENT_MEMORY_MB", "1024", float)  # the worker's address space
         self.DOCUMENT_WORKERS = _number("DOCUMENT_WORKERS", "2")  # reading at once, per server process
+        # -- images attached to messages (web/images.py, agents/vision.py)
+        self.VISION_MODELS = [p.strip() for p in _env("VISION_MODELS", "gpt-4o*,gpt-4.1*,gpt-5*,*vision*,*llava*,"
+                                                        "*-vl*,*gemma3*").split(",") if p.strip()]  # fnmatch
+        self.IMAGE_DETAIL = _env("IMAGE_DETAIL", "auto").lower()  # sent with each image; auto is budgeted as high
+        self.IMAGE_MAX_MB = _number("IMAGE_MAX_MB", "10", float)  # one image as uploaded
+        self.IMAGE_MAX_PIXELS = _number("IMAGE_MAX_PIXELS", "40000000")  # decompression-bomb limit (width x height)
+        self.IMAGES_PER_MESSAGE = _number("IMAGES_PER_MESSAGE", "4")
 
     @property
     def is_production(self) -> bool:
@@ -148,6 +163,9 @@ class Config:
             except ValueError:
                 raise ConfigError(f"{name} must be a rate like '30 per minute' or '5/second', "
                                   f"got {getattr(self, name)!r}") from None
+        for name in ("EMBED_BATCH", "EMBED_POLL_S", "EMBED_SEARCH_CANDIDATES"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
         self._validate_accounts()
         self._validate_quotas()
         # -- socket abuse guard
@@ -178,6 +196,11 @@ class Config:
                      "DOCUMENT_MEMORY_MB", "DOCUMENT_WORKERS"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("IMAGE_MAX_MB", "IMAGE_MAX_PIXELS", "IMAGES_PER_MESSAGE"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)}")
+        if self.IMAGE_DETAIL not in IMAGE_DETAILS:
+            raise ConfigError(f"IMAGE_DETAIL must be one of {', '.join(IMAGE_DETAILS)}, got {self.IMAGE_DETAIL!r}")
         if self.MATH_QUEUE_WAIT_S < 0:
             raise ConfigError(f"MATH_QUEUE_WAIT_S must be 0 or more, got {self.MATH_QUEUE_WAIT_S}")
         if self.MAX_TOKENS <= self.REPLY_TOKENS:
@@ -245,7 +268,7 @@ class Config:
         """The subset Flask and its extensions read from app.config."""
         return {
             "SECRET_KEY": self.SECRET_KEY or self._development_secret(),
-            "MAX_CONTENT_LENGTH": int(self.MAX_FILE_SIZE_MB * 1024 * 1024) + 64 * 1024,
+            "MAX_CONTENT_LENGTH": int(max(self.MAX_FILE_SIZE_MB, self.IMAGE_MAX_MB) * 1024 * 1024) + 64 * 1024,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": self.is_production,
@@ -294,6 +317,7 @@ class TestConfig(Config):
         self.FALLBACK_API_KEY = None
         self.AGENT_ENDPOINTS, self.AGENT_API_KEYS, self.AGENT_MODELS = {}, {}, {}
         self.AUTO_TITLE = False  # tests that count model requests would see the title call
+        self.EMBED_INDEXER = False  # tests embed with semantic.indexer.Indexer.step() when they need vectors
         self.RATELIMIT_ENABLED = False  # on in tests/test_limits.py, which tests them
         self.csrf_protection = False  # on in tests/test_security.py and in the browser tests (python app.py)
         self.LOG_FILE = None  # a LOG_FILE in .env is for the real server, not for test runs

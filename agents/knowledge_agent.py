@@ -1,9 +1,10 @@
 """Answers questions about the user's uploaded files from their best-matching chunks, with citations.
 
-Retrieval is the store's full-text ranking (FTS5 bm25 / MongoDB textScore) over the chunks kept
-at upload. The excerpts go into the system prompt under a token cap, each headed by its source:
-[report.pdf, p. 3] for a PDF's pages, [notes.docx, § Methods] for a DOCX's headings, [notes.txt,
-chunk 2] otherwise; the reply ends with the sources. With no model endpoint it still answers, by
+Retrieval fuses the store's full-text ranking (FTS5 bm25 / MongoDB textScore) over the chunks
+kept at upload with their nearest vectors (semantic/hybrid.py: reciprocal rank fusion), so a
+question that shares no word with the passage still finds it. The excerpts go into the system
+prompt under a token cap, each headed by its source: [report.pdf, p. 3] for a PDF's pages,
+[notes.docx, § Methods] for a DOCX's headings, [notes.txt, chunk 2] otherwise; the reply ends with the sources. With no model endpoint it still answers, by
 quoting the passages it found.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import utils
 from agents import chat_agent
 from agents.turn_types import Reply, Turn
 from documents.sections import label
+from semantic import hybrid
 from storage.base import query_terms
 
 EXCERPT_SHARE = 0.25  # at most this share of the context window goes to excerpts
@@ -25,7 +27,7 @@ INSTRUCTIONS = ("Answer the user's question from these excerpts of their uploade
 
 def answer(turn: Turn) -> Reply | None:
     deps = turn.deps
-    hits = deps.store.search_chunks(turn.user_id, turn.text, limit=deps.config.KNOWLEDGE_CHUNKS)
+    hits = hybrid.search_chunks(deps.store, deps.config, turn.user_id, turn.text, deps.config.KNOWLEDGE_CHUNKS)
     if not hits:
         names = [d["file_name"] for d in deps.store.list_documents(turn.user_id, 5)]
         return turn.say(NOTHING_FOUND.format(names=", ".join(names)) if names else NO_FILES, "knowledge",

@@ -15,6 +15,8 @@ from typing import Any
 
 import threads
 
+from .snippets import around_terms
+
 ROLES = ("user", "assistant", "system")
 FINISH_REASONS = ("stop", "length", "stopped", "error", "content_filter", "tool_calls")
 JOB_STATUSES = ("pending", "processing", "done", "error")
@@ -193,6 +195,38 @@ class ConversationStore(ABC):
     @abstractmethod
     def delete_document(self, user_id: str, document_id: str) -> bool: ...
 
+    # -- vectors (semantic/): one per message and per upload chunk, written in the background ------
+    @abstractmethod
+    def vector_backlog(self, kind: str, after: Any, limit: int) -> list[Record]:
+        """Items of `kind` ('message' or 'chunk') stored after position `after` (None: from the
+        first) that have no vector yet, oldest first: pos (opaque: pass it back as `after`), key
+        (for put_vectors) and text."""
+
+    @abstractmethod
+    def vector_start(self, kind: str) -> Any:
+        """Where a live indexer starts: the newest item with a vector or, when none has one, the
+        newest item (an old store is back-filled by `init_db.py --embed`, not at start-up)."""
+
+    @abstractmethod
+    def put_vectors(self, kind: str, items: list[tuple[Any, bytes]]) -> int:
+        """Store (key, vector bytes) pairs, replacing; an item deleted meanwhile gets none (a
+        vector never outlives its message or chunk). Returns how many were stored."""
+
+    @abstractmethod
+    def vector_counts(self, kind: str) -> tuple[int, int]:
+        """(items with a vector, all items), for the back-fill's progress."""
+
+    @abstractmethod
+    def search_vectors(self, user_id: str, vector, limit: int = 20, candidates: int = 10000,
+                       query: str = "") -> list[Record]:
+        """The user's messages nearest to `vector` (cosine over the newest `candidates` vectors),
+        one hit per conversation, in search()'s shape; score is the cosine. Highlights mark the
+        words of `query` the snippet happens to hold (often none: that is the point)."""
+
+    @abstractmethod
+    def search_chunk_vectors(self, user_id: str, vector, limit: int = 5, candidates: int = 10000) -> list[Record]:
+        """The user's upload chunks nearest to `vector`, in search_chunks()'s shape."""
+
     # -- background jobs: pending -> processing -> done | error ---------------------
     @abstractmethod
     def create_job(self, user_id: str, kind: str, conversation_id: str | None = None) -> Record:
@@ -251,6 +285,32 @@ class ConversationStore(ABC):
 
     @abstractmethod
     def get_invite(self, code_key: str) -> Record | None: ...
+
+    # -- images attached to user messages (stored before the message, which names them by id) ----
+    @abstractmethod
+    def add_image(self, user_id: str, message_id: str, file_name: str, mime: str, width: int, height: int,
+                  data: bytes) -> Record:
+        """Store re-encoded image bytes for the user message `message_id` (which may not exist yet).
+        Record: image_id, message_id, file_name, mime, width, height, size_bytes, created_at."""
+
+    @abstractmethod
+    def get_image(self, user_id: str, image_id: str, data: bool = True) -> Record | None:
+        """The image (with its bytes under `data` unless data=False); None for another user's."""
+
+    @abstractmethod
+    def message_images(self, user_id: str, message_ids: list[str]) -> list[Record]:
+        """The images of these messages, without their bytes, oldest first."""
+
+    @abstractmethod
+    def delete_image(self, user_id: str, image_id: str) -> bool: ...
+
+    @abstractmethod
+    def sweep_images(self, user_id: str, before: datetime) -> int:
+        """Delete the user's images stored before `before` whose message was never stored (or is gone)."""
+
+    @abstractmethod
+    def image_bytes(self, user_id: str | None) -> int:
+        """Bytes of the user's images (everyone's with None); part of upload_bytes, for quotas."""
 
     def close(self) -> None:  # noqa: B027 - optional: a store without connections keeps this no-op
         """Release connections (optional)."""
@@ -313,3 +373,21 @@ def best_per_conversation(hits: Iterable[Record], limit: int) -> list[Record]:
             if len(seen) == limit:
                 break
     return list(seen.values())
+
+
+def hits_with_conversations(hits: list[Record], conversations: dict[str, Record | None],
+                            words: list[str]) -> list[Record]:
+    """search()'s records for ranked hits (conversation_id, message_id, score, text): the title and
+    times from `conversations` (a hit whose conversation is gone meanwhile drops out), and a snippet
+    around the query's words with their highlights."""
+    results = []
+    for hit in hits:
+        conversation = conversations.get(hit["conversation_id"])
+        if conversation is None:
+            continue
+        snippet, highlights = around_terms(hit["text"], words)
+        results.append({"conversation_id": hit["conversation_id"], "title": conversation["title"],
+                        "created_at": conversation["created_at"], "updated_at": conversation["updated_at"],
+                        "score": round(hit["score"], 6), "message_id": hit["message_id"],
+                        "snippet": snippet, "highlights": highlights})
+    return results

@@ -39,7 +39,7 @@ class MongoAccounts:
             return 0
         change, mine = {"$set": {"user_id": to_user_id}}, {"user_id": from_user_id}
         moved = self.conversations.update_many(mine, change).modified_count
-        for collection in (self.messages, self.jobs):
+        for collection in (self.messages, self.jobs, self.db["images"], self.db["vectors"]):
             collection.update_many(mine, change)
         for document in list(self.documents.find(mine, {"document_id": 1, "content_hash": 1})):
             if self.documents.find_one({"user_id": to_user_id, "content_hash": document["content_hash"]}):

@@ -44,6 +44,12 @@ class MongoImages:
     def delete_image(self, user_id: str, image_id: str) -> bool:
         return self.images.delete_one({"image_id": image_id, "user_id": user_id}).deleted_count == 1
 
+    def _delete_conversation_images(self, user_id: str, conversation_id: str) -> None:
+        """Before the conversation's messages go (their ids are how images are found)."""
+        ids = self.messages.distinct("message_id", {"conversation_id": conversation_id, "user_id": user_id})
+        if ids:
+            self.images.delete_many({"user_id": user_id, "message_id": {"$in": ids}})
+
     def sweep_images(self, user_id: str, before: datetime) -> int:
         old = list(self.images.find({"user_id": user_id, "created_at": {"$lt": as_utc(before)}},
                                     {"image_id": 1, "message_id": 1}))

@@ -93,7 +93,7 @@ class MongoLibrary:
         match = {} if user_id is None else {"user_id": user_id}
         rows = list(self.documents.aggregate([{"$match": match},
                                               {"$group": {"_id": None, "total": {"$sum": "$size_bytes"}}}]))
-        return int(rows[0]["total"]) if rows else 0
+        return (int(rows[0]["total"]) if rows else 0) + self.image_bytes(user_id)  # mongo_images.py
 
     def get_document(self, user_id: str, document_id: str) -> Record | None:
         doc = self.documents.find_one({"document_id": document_id, "user_id": user_id})
@@ -130,6 +130,7 @@ class MongoLibrary:
         if self.documents.delete_one({"document_id": document_id, "user_id": user_id}).deleted_count != 1:
             return False
         self.doc_chunks.delete_many({"document_id": document_id, "user_id": user_id})
+        self.db["vectors"].delete_many({"document_id": document_id})
         return True
 
     def _delete_conversation_documents(self, user_id: str, conversation_id: str) -> None:
@@ -138,6 +139,7 @@ class MongoLibrary:
         if ids:
             self.documents.delete_many({"user_id": user_id, "document_id": {"$in": ids}})
             self.doc_chunks.delete_many({"user_id": user_id, "document_id": {"$in": ids}})
+            self.db["vectors"].delete_many({"document_id": {"$in": ids}})
 
     # -- background jobs -----------------------------------------------------------------------
     def create_job(self, user_id: str, kind: str, conversation_id: str | None = None) -> Record:

@@ -226,6 +226,23 @@ def _pinned_facts(db: Database, mock: bool) -> None:
     _with_validator(db, "conversations", CONVERSATION_SCHEMA_V8, mock)
 
 
+IMAGE_SCHEMA = {"$jsonSchema": {
+    "bsonType": "object",
+    "required": ["image_id", "user_id", "message_id", "file_name", "mime", "width", "height", "size_bytes",
+                 "data", "created_at"],
+    "properties": {"image_id": _STRING, "user_id": _STRING, "message_id": _STRING, "file_name": _STRING,
+                   "mime": _STRING, "width": _COUNT, "height": _COUNT, "size_bytes": _COUNT,
+                   "data": {"bsonType": "binData"}, "created_at": _DATE},
+}}
+
+
+def _images(db: Database, mock: bool) -> None:
+    """Images attached to user messages (storage/mongo_images.py), found by user and message."""
+    _with_validator(db, "images", IMAGE_SCHEMA, mock)
+    db["images"].create_index([("image_id", ASCENDING)], name="image_id_idx", unique=True)
+    db["images"].create_index([("user_id", ASCENDING), ("message_id", ASCENDING)], name="images_user_message_idx")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Database, bool], None]]] = [
     (1, "conversations and messages collections with JSON-schema validators", _collections),
     (2, "indexes: ownership, ordering, created_at and per-user text search", _indexes),
@@ -237,3 +254,19 @@ MIGRATIONS: list[tuple[int, str, Callable[[Database, bool], None]]] = [
     (8, "conversations may carry pinned_facts: facts sent verbatim with every request", _pinned_facts),
     (9, "document chunks may carry meta: their pages or headings, for citations", _chunk_meta),
 ]
+
+
+def _vectors(db: Database, mock: bool) -> None:
+    """One embedding per message and chunk (semantic/, mongo_vectors.py): a user's newest first for
+    the bounded brute-force ranking, one per item, and by owner for deletes."""
+    vectors = db["vectors"]
+    vectors.create_index([("user_id", ASCENDING), ("kind", ASCENDING), ("pos", DESCENDING)], name="user_kind_pos_idx")
+    vectors.create_index([("kind", ASCENDING), ("item", ASCENDING)], name="kind_item_idx", unique=True)
+    vectors.create_index([("kind", ASCENDING), ("pos", DESCENDING)], name="kind_pos_idx")
+    vectors.create_index([("conversation_id", ASCENDING)], name="vector_conversation_idx", sparse=True)
+    vectors.create_index([("document_id", ASCENDING)], name="vector_document_idx", sparse=True)
+
+
+MIGRATIONS.append((10, "vectors: one embedding per message and upload chunk, for search by meaning", _vectors))
+# images (storage/mongo_images.py); appended after the vectors' version 10 so versions stay in order
+MIGRATIONS.append((11, "images: pictures attached to user messages, re-encoded, per user", _images))

@@ -14,6 +14,7 @@ from .base import (
     Record,
     as_utc,
     best_per_conversation,
+    hits_with_conversations,
     new_id,
     query_terms,
     utcnow,
@@ -21,10 +22,11 @@ from .base import (
 )
 from .mongo_accounts import MongoAccounts
 from .mongo_branch import branch_docs
+from .mongo_images import MongoImages
 from .mongo_library import MongoLibrary
 from .mongo_migrations import MIGRATIONS
 from .mongo_pins import MongoPins
-from .snippets import around_terms
+from .mongo_vectors import MongoVectors
 from .sqlite_store import content_bytes
 
 _CONVERSATION_KEYS = ("conversation_id", "user_id", "title", "total_tokens", "message_count",
@@ -34,7 +36,7 @@ _MESSAGE_KEYS = ("message_id", "conversation_id", "user_id", "parent_message_id"
 _TEXT_SCORE = {"$meta": "textScore"}
 
 
-class MongoStore(MongoAccounts, MongoLibrary, MongoPins, ConversationStore):
+class MongoStore(MongoAccounts, MongoImages, MongoLibrary, MongoPins, MongoVectors, ConversationStore):
     """pymongo is thread-safe and pools connections; nothing here talks to the server until used.
 
     Documents, jobs and the model cache live in MongoLibrary (mongo_library.py).
@@ -118,8 +120,10 @@ class MongoStore(MongoAccounts, MongoLibrary, MongoPins, ConversationStore):
         result = self.conversations.delete_one({"conversation_id": conversation_id, "user_id": user_id})
         if result.deleted_count != 1:
             return False
+        self._delete_conversation_images(user_id, conversation_id)
         self.messages.delete_many({"conversation_id": conversation_id, "user_id": user_id})
         self._delete_conversation_documents(user_id, conversation_id)
+        self.vectors.delete_many({"conversation_id": conversation_id})
         return True
 
     def clear_messages(self, user_id: str, conversation_id: str) -> bool:
@@ -129,7 +133,9 @@ class MongoStore(MongoAccounts, MongoLibrary, MongoPins, ConversationStore):
                       "updated_at": utcnow()}})
         if result.matched_count != 1:
             return False
+        self._delete_conversation_images(user_id, conversation_id)
         self.messages.delete_many({"conversation_id": conversation_id, "user_id": user_id})
+        self.vectors.delete_many({"conversation_id": conversation_id})
         return True
 
     def set_summary(self, user_id: str, conversation_id: str, content: str,
@@ -257,17 +263,7 @@ class MongoStore(MongoAccounts, MongoLibrary, MongoPins, ConversationStore):
         ids = [hit["conversation_id"] for hit in hits]
         found = {doc["conversation_id"]: _conversation(doc) for doc in
                  self.conversations.find({"user_id": user_id, "conversation_id": {"$in": ids}})}
-        results = []
-        for hit in hits:
-            conversation = found.get(hit["conversation_id"])
-            if conversation is None:  # deleted while we searched
-                continue
-            snippet, highlights = around_terms(hit["text"], words)
-            results.append({"conversation_id": hit["conversation_id"], "title": conversation["title"],
-                            "created_at": conversation["created_at"], "updated_at": conversation["updated_at"],
-                            "score": round(hit["score"], 6), "message_id": hit["message_id"],
-                            "snippet": snippet, "highlights": highlights})
-        return results
+        return hits_with_conversations(hits, found, words)
 
 
 def _conversation(doc: dict) -> Record:

@@ -12,7 +12,7 @@ from datetime import datetime
 from .base import AccountExists, Record, as_utc, utcnow
 from .sqlite_migrations import iso
 
-_OWNED_TABLES = ("conversations", "messages", "jobs")
+_OWNED_TABLES = ("conversations", "messages", "jobs", "images")
 
 
 class SqliteAccounts:

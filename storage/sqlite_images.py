@@ -47,6 +47,13 @@ class SqliteImages:
             return db.execute("DELETE FROM images WHERE image_id = ? AND user_id = ?",
                               (image_id, user_id)).rowcount == 1
 
+    @staticmethod
+    def _delete_conversation_images(db: sqlite3.Connection, user_id: str, conversation_id: str) -> None:
+        """Inside the transaction that deletes the conversation's messages, before it does."""
+        db.execute("DELETE FROM images WHERE user_id = ? AND message_id IN "
+                   "(SELECT message_id FROM messages WHERE conversation_id = ? AND user_id = ?)",
+                   (user_id, conversation_id, user_id))
+
     def sweep_images(self, user_id: str, before: datetime) -> int:
         with self._write() as db:
             return db.execute("DELETE FROM images WHERE user_id = ? AND created_at < ? AND message_id NOT IN "

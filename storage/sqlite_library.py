@@ -64,7 +64,7 @@ class SqliteLibrary:
         else:
             row = self._db().execute("SELECT COALESCE(SUM(size_bytes), 0) FROM documents WHERE user_id = ?",
                                      (user_id,)).fetchone()
-        return int(row[0])
+        return int(row[0]) + self.image_bytes(user_id)  # images attached to messages (sqlite_images.py)
 
     def get_document(self, user_id: str, document_id: str) -> Record | None:
         return _document(self._db(), user_id, document_id)

@@ -200,3 +200,46 @@ UPDATE conversations SET content_bytes = (SELECT COALESCE(SUM(length(CAST(m.cont
     (10, "document_chunks.meta: where a chunk is in its document (pages, headings), for citations",
      "ALTER TABLE document_chunks ADD COLUMN meta TEXT CHECK (meta IS NULL OR json_valid(meta));"),
 ]
+
+
+# Version 11: a vector per message and per upload chunk (semantic/), beside the FTS5 indexes.
+VECTORS = """
+CREATE TABLE message_vectors (
+    item INTEGER PRIMARY KEY REFERENCES messages(seq) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    vec BLOB NOT NULL
+);
+CREATE INDEX message_vectors_user_idx ON message_vectors(user_id, item);
+CREATE TABLE chunk_vectors (
+    item INTEGER PRIMARY KEY REFERENCES document_chunks(rowid) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    vec BLOB NOT NULL
+);
+CREATE INDEX chunk_vectors_user_idx ON chunk_vectors(user_id, item);
+CREATE TRIGGER message_vectors_owner AFTER UPDATE OF user_id ON messages BEGIN
+    UPDATE message_vectors SET user_id = new.user_id WHERE item = new.seq;
+END;
+CREATE TRIGGER chunk_vectors_owner AFTER UPDATE OF user_id ON document_chunks BEGIN
+    UPDATE chunk_vectors SET user_id = new.user_id WHERE item = new.rowid;
+END;
+"""
+MIGRATIONS.append((11, "message_vectors and chunk_vectors: one embedding per message and chunk, deleted with it",
+                   VECTORS))
+
+IMAGES = """
+CREATE TABLE images (
+    image_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    width INTEGER NOT NULL CHECK (width > 0),
+    height INTEGER NOT NULL CHECK (height > 0),
+    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+    data BLOB NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX images_user_message_idx ON images(user_id, message_id);
+"""
+# images (storage/sqlite_images.py); appended after the vectors' version 11 so versions stay in order
+MIGRATIONS.append((12, "images: pictures attached to user messages, re-encoded, per user", IMAGES))

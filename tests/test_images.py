@@ -379,6 +379,12 @@ def test_image_records_follow_the_store_contract(store):
     assert store.get_image("carol", image["image_id"]) is not None and store.image_bytes("alice") == 0
     from datetime import timedelta
 
+    cid = store.create_conversation("carol")["conversation_id"]
+    for clear in (store.clear_messages, store.delete_conversation):  # their images go with their messages
+        sent = store.append_message("carol", cid, "user", "look", tokens=3)
+        kept = store.add_image("carol", sent["message_id"], "dog.png", "image/png", 4, 3, b"\x89PNG-dog")
+        assert clear("carol", cid) and store.get_image("carol", kept["image_id"]) is None
+
     from storage.base import utcnow
     assert store.sweep_images("carol", utcnow() - timedelta(hours=1)) == 0  # still pending
     assert store.sweep_images("carol", utcnow() + timedelta(seconds=1)) == 1  # its message never came

@@ -36,6 +36,19 @@ def test_isolation_search_never_returns_other_users_text(client, other_client, c
     assert theirs == []
 
 
+def test_isolation_search_by_meaning_never_returns_other_users_text(app, client, other_client, conversation_id):
+    from semantic import indexer, model
+    other_client.post("/add_few_shot_example", json={"user_prompt": "seals too", "assistant_response": "yes"})
+    run = indexer.Indexer(app.extensions["chat_store"].get(), model.shared(), start={"message": None, "chunk": None})
+    while run.step():
+        pass
+    for mode in ("semantic", "hybrid"):
+        theirs = other_client.get(f"/search_conversations?q=big+marine+mammals+with+ivory&mode={mode}").get_json()
+        assert conversation_id not in [hit["conversation_id"] for hit in theirs["conversations"]]
+    mine = client.get("/search_conversations?q=big+marine+mammals+with+ivory&mode=semantic").get_json()
+    assert [hit["conversation_id"] for hit in mine["conversations"]] == [conversation_id]
+
+
 def test_isolation_list_shows_only_own_conversations(client, other_client, conversation_id):
     assert other_client.get("/list_conversations").get_json()["conversations"] == []
 

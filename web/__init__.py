@@ -12,6 +12,7 @@ def register(app: Flask) -> None:
     from agents.calibration import Calibration
     from agents.file_jobs import sweep_orphans
     from agents.providers import Providers
+    from semantic import indexer as semantic_indexer
 
     from . import (
         accounts,
@@ -19,6 +20,7 @@ def register(app: Flask) -> None:
         conversations,
         errors,
         generations,
+        images,
         inflight,
         insights,
         limits,
@@ -35,7 +37,7 @@ def register(app: Flask) -> None:
     security.init_app(app)
     accounts.init_app(app)
     limits.init_app(app, app.config["CHAT"])
-    for module in (pages, conversations, uploads, system, insights, transfer, openapi, steering):
+    for module in (pages, conversations, uploads, system, insights, transfer, openapi, steering, images):
         app.register_blueprint(module.bp)
     redis_client = app.config.get("SESSION_REDIS")
     app.extensions["chat_inflight"] = (inflight.RedisInflight(redis_client) if redis_client
@@ -47,6 +49,7 @@ def register(app: Flask) -> None:
     sweep_orphans(uploads.upload_folder(app.config["CHAT"]))
     pages.check_vendor_files()
     metrics.GENERATIONS.set_function(generations.count)
+    semantic_indexer.init_app(app)  # embeds new messages and upload chunks in the background
 
 
 def register_socket_events(socketio: SocketIO) -> None:

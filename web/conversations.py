@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, Response, abort, jsonify, request, session
+from flask import Blueprint, Response, abort, current_app, jsonify, request, session
 
 import utils
+from semantic import hybrid
 
 from . import shapes
 from .context import current_user_id, get_store, owned_conversation
@@ -92,7 +93,14 @@ def search_conversations():
     if len(query) > MAX_QUERY:
         abort(400, f"Query parameter 'q' must be at most {MAX_QUERY} characters.")
     limit = int_arg("limit", default=20, lo=1, hi=100)
-    hits = get_store().search(current_user_id(), query, limit=limit)
+    mode = request.args.get("mode", "hybrid")
+    if mode not in hybrid.MODES:
+        abort(400, f"Query parameter 'mode' must be one of {', '.join(hybrid.MODES)}.")
+    try:
+        hits = hybrid.search_conversations(get_store(), current_app.config["CHAT"], current_user_id(), query,
+                                           mode, limit)
+    except hybrid.SemanticUnavailable as error:
+        abort(503, f"{error}; use mode=keyword.")
     return jsonify(conversations=[shapes.search_hit(h) for h in hits])
 
 

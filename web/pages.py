@@ -6,6 +6,8 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory
 
+from semantic import hybrid
+
 from . import shapes
 from .context import current_user_id, get_store
 from .conversations import MAX_QUERY
@@ -39,11 +41,15 @@ def index():
 def search_page():
     """Conversation search without JavaScript: ranked hits with their matches marked."""
     query = request.args.get("q", "").strip()[:MAX_QUERY]
-    hits = []
+    mode = request.args.get("mode", "hybrid")
+    mode = mode if mode in hybrid.MODES else "hybrid"
+    hits, config = [], current_app.config["CHAT"]
     if query:
-        hits = [dict(shapes.search_hit(h), parts=marked_parts(h["snippet"], h["highlights"]))
-                for h in get_store().search(current_user_id(), query, limit=SEARCH_RESULTS)]
-    return render_template("search.html", query=query, hits=hits)
+        if mode == "semantic" and hybrid.embedder(config) is None:
+            mode = "keyword"  # the page still answers; the form shows which mode it used
+        found = hybrid.search_conversations(get_store(), config, current_user_id(), query, mode, SEARCH_RESULTS)
+        hits = [dict(shapes.search_hit(h), parts=marked_parts(h["snippet"], h["highlights"])) for h in found]
+    return render_template("search.html", query=query, hits=hits, mode=mode, modes=hybrid.MODES)
 
 
 def marked_parts(snippet: str, spans: list) -> list[tuple[str, bool]]:
