@@ -369,3 +369,42 @@ def test_real_llm_empty_stream_replans_once_then_says_so(make_app, llama_server,
     assert stored[1]["finish_reason"] == "error" and stored[1]["content"] == ""
     assert "exceed context window" in llama_server.log()[log_start:]
     record_figures(capsys, empty_stream_requests=len(sent), empty_stream_done=[r["done"] for r in sent])
+
+
+def test_real_llm_knowledge_agent_answers_a_paraphrased_question_with_the_right_citation(tmp_path, llama_server,
+                                                                                          capsys):
+    """Retrieval by meaning in front of a real model: the question shares no content word with the
+    chunk that answers it, the chunk reaches the model under its page, and the reply cites it."""
+    from agents.calibration import Calibration
+    from agents.providers import Providers
+    from agents.turn import TurnDeps, run_turn
+    from config import TestConfig
+    from semantic import indexer, model
+    from storage.sqlite_store import SqliteStore
+
+    store = SqliteStore(tmp_path / "paraphrase.sqlite3")
+    store.migrate()
+    config = TestConfig(tmp_path, MAX_TOKENS=WINDOW, REPLY_TOKENS=48, OPENAI_BASE_URL=llama_server.tap_url,
+                        MODEL="smollm2")
+    deps = TurnDeps(store, config, Providers(config), Calibration())
+    store.add_document("alice", "handbook.pdf", "h1", [
+        "Staff may carry over at most five days of unused annual leave into the next calendar year.",
+        "The office network requires a badge at the front entrance after 7 pm.",
+        "Expense reports must be submitted within thirty days with receipts attached."],
+        [20, 14, 12], chunk_meta=[{"pages": [4]}, {"pages": [9]}, {"pages": [12]}])
+    step = indexer.Indexer(store, model.shared(), start={"message": None, "chunk": None})
+    while step.step():
+        pass
+    question = "/ask can I keep holidays I did not take for January?"
+    cid = store.create_conversation("alice")["conversation_id"]
+    mid = store.append_message("alice", cid, "user", question, tokens=utils.message_tokens("user", question))
+    wait_idle(llama_server.tap)
+    start = len(llama_server.tap.requests)
+    reply = run_turn(deps, "alice", cid, mid["message_id"], "reply-1", RecordingEmitter(), lambda: False)
+    asked = [r for r in llama_server.tap.requests[start:] if r["body"] and r["body"].get("stream")]
+    record_figures(capsys, paraphrase_reply=reply.text, paraphrase_finish=reply.finish_reason)
+    assert reply.meta["routing"]["agent"] == "knowledge" and reply.finish_reason in ("stop", "length")
+    assert reply.meta["citations"][0]["file_name"] == "handbook.pdf" and reply.meta["citations"][0]["pages"] == [4]
+    system = asked[0]["body"]["messages"][0]["content"]
+    assert system.index("[handbook.pdf, p. 4]") < system.index("unused annual leave")
+    assert "handbook.pdf (p. 4)" in reply.text  # the sources line the agent appends
