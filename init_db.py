@@ -62,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return 1 if names else 0
     if args.embed:
-        print(f"{target}: embedded {embed_all(config)} items.")
+        from semantic import model  # only --embed loads the model's libraries
+        try:
+            print(f"{target}: embedded {embed_all(config)} items.")
+        except model.ModelUnavailable as error:
+            print(f"cannot embed: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -34,7 +34,8 @@ class SemanticUnavailable(RuntimeError):
 
 
 def embedder(config) -> model.Embedder | None:
-    """The shared model, or None when it is switched off or cannot load (logged once per call site)."""
+    """The shared model, or None when it is switched off or cannot load (the reason is logged at each
+    search; the load is tried once per process)."""
     if not config.EMBEDDINGS:
         return None
     try:

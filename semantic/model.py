@@ -93,6 +93,7 @@ class Embedder:
 
 
 _shared: Embedder | None = None
+_failed: ModelUnavailable | None = None  # a model that cannot load will not load on the next search either
 _lock = threading.Lock()
 
 
@@ -100,9 +101,15 @@ def shared() -> Embedder:
     """The process's one model, loaded on first use; raises ModelUnavailable. Loading (~0.3 s of
     reading and hashing files) runs on a real thread; the lock is taken on the caller's side, so
     under eventlet or gevent it is a green lock that waiting green threads yield on."""
-    global _shared
+    global _shared, _failed
     if _shared is None:
         with _lock:
+            if _failed is not None:
+                raise _failed
             if _shared is None:
-                _shared = offload.run_blocking(Embedder)
+                try:
+                    _shared = offload.run_blocking(Embedder)
+                except ModelUnavailable as error:
+                    _failed = error
+                    raise
     return _shared

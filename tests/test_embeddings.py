@@ -207,6 +207,26 @@ def test_init_db_embed_backfills_the_configured_store(tmp_path, monkeypatch, cap
     again.close()
 
 
+def test_a_model_that_cannot_load_is_said_once_and_tried_once(tmp_path, monkeypatch, capsys):
+    import init_db
+    tries = []
+
+    def broken():
+        tries.append(1)
+        raise model.ModelUnavailable("model.onnx does not match its sha256")
+    monkeypatch.setattr(model, "_shared", None)
+    monkeypatch.setattr(model, "_failed", None)
+    monkeypatch.setattr(model, "Embedder", broken)
+    for _ in range(3):
+        with pytest.raises(model.ModelUnavailable, match="sha256"):
+            model.shared()
+    assert len(tries) == 1  # not re-read and re-hashed at every search
+    monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "chat.sqlite3"))
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    assert init_db.main(["--embed"]) == 2
+    assert capsys.readouterr().err.strip().endswith("cannot embed: model.onnx does not match its sha256")
+
+
 INDEXING_UNDER_EVENTLET = """
     import sys
     from semantic import indexer, model
