@@ -9,6 +9,7 @@ so a dot product is the cosine similarity.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 
@@ -54,6 +55,9 @@ class Embedder:
     model_id = MODEL_ID
 
     def __init__(self, threads: int = 1) -> None:
+        # onnxruntime's Linux wheel carries Microsoft's 1DS telemetry: left on, it writes a device id
+        # and an event store under ~/.cache/Microsoft. An offline, self-hosted app sends nothing.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime
         from tokenizers import Tokenizer
         model_path, tokenizer_path = model_files()

@@ -206,11 +206,14 @@ def test_security_every_state_changing_route_needs_the_csrf_token(guarded):
     changing = [(rule, method) for rule in guarded.url_map.iter_rules()
                 for method in rule.methods & {"POST", "PUT", "PATCH", "DELETE"}]
     assert len(changing) >= 10
+    # the signed value's first character changed: editing the signature's last characters may touch
+    # only base64's unused bits and leave the token valid
+    forged_token = ("B" if token[0] == "A" else "A") + token[1:]
     for rule, method in changing:
         path = rule.build({name: NOBODY for name in rule.arguments})[1]
         forged = browser.open(path, method=method, json={})
         assert forged.status_code == 400 and "CSRF" in forged.get_json()["message"], (rule.rule, method)
-        wrong = browser.open(path, method=method, json={}, headers={"X-CSRFToken": token[:-2] + "xx"})
+        wrong = browser.open(path, method=method, json={}, headers={"X-CSRFToken": forged_token})
         assert wrong.status_code == 400, (rule.rule, method)
     started = browser.post("/start_conversation", json={"title": "with the token"}, headers={"X-CSRFToken": token})
     assert started.status_code in (200, 201)
