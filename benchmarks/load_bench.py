@@ -48,6 +48,7 @@ from topology import Nginx, children
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 CONNECT_BATCH = 50
+SETTINGS: dict[str, str] = {}  # --set NAME=VALUE: app settings for every instance started
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -81,7 +82,8 @@ def start_server(mode: str, fake_url: str, instance: Path, clients: int, redis_u
     env = {"PATH": os.environ["PATH"], "HOME": str(instance), "HOST": "127.0.0.1", "PORT": str(port),
            "INSTANCE_PATH": str(instance), "OPENAI_BASE_URL": fake_url, "MODEL": "fake-model",
            "MAX_TOKENS": "8192", "REPLY_TOKENS": "512", "AUTO_TITLE": "false", "RATELIMIT_ENABLED": "false",
-           "LOG_LEVEL": "WARNING", "GRACEFUL_TIMEOUT": "3", **({"REDIS_URL": redis_url} if redis_url else {})}
+           "LOG_LEVEL": "WARNING", "GRACEFUL_TIMEOUT": "3", **({"REDIS_URL": redis_url} if redis_url else {}),
+           **SETTINGS}
     if mode == "threading":  # gthread: one thread per connection, the app in threading mode
         env["ASYNC_MODE"] = "threading"
         plain = instance / "gthread.conf.py"  # gunicorn would otherwise read ./gunicorn.conf.py (eventlet)
@@ -382,7 +384,12 @@ def main() -> None:
     parser.add_argument("--target-ms", type=float, default=250.0)
     parser.add_argument("--profile", default=None, help="write a cProfile of the (eventlet/gevent) worker here "
                                                         "(nginx2: one file per instance, suffixed -a and -b)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="an app setting for the instances, e.g. --set EMBED_INDEXER=false (repeatable)")
     args = parser.parse_args()
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        SETTINGS[name.strip()] = value.strip()
     if args.topology == "nginx2" and not args.redis:
         parser.error("--topology nginx2 needs --redis (the instances share it), e.g. redis://127.0.0.1:6379/12")
     if args.topology == "nginx2" and args.modes == parser.get_default("modes"):

@@ -19,6 +19,7 @@ from storage.vectors import KINDS, pack
 from . import model
 
 RESCAN_S = 300.0
+MAX_DEFER_S = 60.0  # under constant load, still one batch a minute: search by meaning lags, never stops
 log = logging.getLogger(__name__)
 
 
@@ -45,9 +46,18 @@ class Indexer:
             self.cursors[kind] = items[-1]["pos"]
         return len(items)
 
-    def run(self, sleep: Callable[[float], None], poll_s: float, stop: Callable[[], bool] = lambda: False) -> None:
-        """Forever (until stop()): a batch while there is a backlog, else a nap of poll_s."""
+    def run(self, sleep: Callable[[float], None], poll_s: float, stop: Callable[[], bool] = lambda: False,
+            busy: Callable[[], bool] = lambda: False) -> None:
+        """Forever (until stop()): a batch while there is a backlog, else a nap of poll_s. While busy()
+        (replies streaming in this process) it waits, up to MAX_DEFER_S: on two cores a batch of
+        embeddings doubled the replies' time to first chunk under load."""
+        deferred_since = None
         while not stop():
+            if busy() and (deferred_since is None or time.monotonic() - deferred_since < MAX_DEFER_S):
+                deferred_since = deferred_since or time.monotonic()
+                sleep(poll_s)
+                continue
+            deferred_since = None
             try:
                 read = self.step()
             except Exception:  # a database hiccup must not end indexing for the process's life
@@ -74,8 +84,9 @@ def backfill(store, embedder, batch: int = 64, report: Callable[[str, int, int],
     return total
 
 
-def init_app(app) -> None:
-    """Start the indexer as a background task of this process (EMBEDDINGS and EMBED_INDEXER on)."""
+def init_app(app, busy: Callable[[], bool] = lambda: False) -> None:
+    """Start the indexer as a background task of this process (EMBEDDINGS and EMBED_INDEXER on);
+    it lets replies go first while busy()."""
     config = app.config["CHAT"]
     if not (config.EMBEDDINGS and config.EMBED_INDEXER):
         return
@@ -88,6 +99,6 @@ def init_app(app) -> None:
             log.warning("messages will not be embedded: %s", error)
             return
         store = app.extensions["chat_store"].get()
-        Indexer(store, embedder, config.EMBED_BATCH).run(socketio.sleep, config.EMBED_POLL_S)
+        Indexer(store, embedder, config.EMBED_BATCH).run(socketio.sleep, config.EMBED_POLL_S, busy=busy)
 
     socketio.start_background_task(run)

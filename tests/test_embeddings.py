@@ -178,6 +178,25 @@ def test_indexer_embeds_new_messages_and_chunks_after_its_start(store, embedder)
     assert chunk["file_name"] == "notes.txt"
 
 
+def test_indexer_lets_replies_go_first_but_not_for_ever(store, embedder, monkeypatch):
+    """While replies stream it waits; under load that never ends it still embeds once a minute."""
+    live = indexer.Indexer(store, embedder)
+    _message(store, "alice", "stored while replies were streaming")
+    clock, naps, batches = [1000.0], [], []
+    monkeypatch.setattr(indexer.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(live, "step", lambda: batches.append(clock[0]) or 0)
+
+    def nap(seconds):
+        naps.append(seconds)
+        clock[0] += 1.0
+    live.run(nap, poll_s=1.0, stop=lambda: len(naps) >= 70, busy=lambda: True)
+    assert batches == [1000.0 + indexer.MAX_DEFER_S]  # 60 naps of waiting, then one batch
+    batches.clear()
+    naps.clear()
+    live.run(nap, poll_s=1.0, stop=lambda: len(naps) >= 3, busy=lambda: False)
+    assert len(batches) == 3  # idle: a batch at every turn
+
+
 def test_backfill_embeds_everything_reports_progress_and_resumes(store, embedder):
     for i in range(5):
         _message(store, "alice", f"message number {i}")

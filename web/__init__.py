@@ -49,7 +49,7 @@ def register(app: Flask) -> None:
     sweep_orphans(uploads.upload_folder(app.config["CHAT"]))
     pages.check_vendor_files()
     metrics.GENERATIONS.set_function(generations.count)
-    semantic_indexer.init_app(app)  # embeds new messages and upload chunks in the background
+    semantic_indexer.init_app(app, busy=lambda: generations.count() > 0)  # embeds in the background, replies first
 
 
 def register_socket_events(socketio: SocketIO) -> None:
