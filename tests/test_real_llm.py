@@ -21,7 +21,7 @@ from app import socketio
 
 pytestmark = pytest.mark.real_llm
 
-WINDOW, REPLY_TOKENS, TURNS = 1024, 120, 20
+WINDOW, REPLY_TOKENS, TURNS = 1024, 120, 24  # 20 turns or more; 24 leave the pinned fact room for 5 compactions
 FIGURES = Path(__file__).resolve().parent.parent / "artifacts" / "real_llm" / "figures.json"
 PINNED = "My name is Quill and we use Postgres 16"
 PEOPLE = ["Ada", "Bruno", "Chidi", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun"]
