@@ -30,7 +30,7 @@ def describe(plan: utils.ContextPlan, turn: Turn, model: str, usage: dict | None
     return {"parts": parts, "prompt_tokens": plan.prompt_tokens, "verbatim_count": max(0, tail - 1),
             "summary_through": plan.summary["last_message_id"] if plan.summary else None,
             "reply_reserve": config.REPLY_TOKENS, "window": config.context_window(model),
-            "ratio": round(turn.deps.calibration.ratio(model), 4), "model": model,
+            "ratio": round(turn.deps.calibration.budget_ratio(model), 4), "model": model,
             "reported_prompt_tokens": (usage or {}).get("prompt_tokens")}
 
 

@@ -31,7 +31,7 @@ _running: dict[str, threading.Event] = {}
 def turn_budget(deps: TurnDeps, model: str, tighter: bool = False) -> utils.Budget:
     """The budget of a turn answered by `model` (calibrated; `tighter` after a too-long refusal)."""
     config = deps.config
-    ratio = deps.calibration.ratio(model) * (1.25 if tighter else 1.0)
+    ratio = deps.calibration.budget_ratio(model) * (1.25 if tighter else 1.0)
     return utils.Budget(config.context_window(model), config.REPLY_TOKENS, compact_at=config.COMPACT_AT,
                         summary_tokens=config.SUMMARY_TOKENS, ratio=ratio)
 

@@ -54,6 +54,14 @@ def test_a_server_without_usage_in_streams_is_probed_after_the_reply(deps, fake_
     assert probe["stream"] is False and probe["max_tokens"] == 1 and "stream_options" not in probe
     assert probe["messages"] == chat["messages"]  # the very prompt we counted
     assert deps.calibration.ratio("fake-model") == pytest.approx(1.3, abs=0.02)
+    learned = deps.calibration.ratio("fake-model")  # the server says nothing more: the budget keeps headroom
+    assert deps.calibration.budget_ratio("fake-model") == pytest.approx(learned * calibration.PROBED_HEADROOM)
+
+
+def test_a_ratio_from_reported_usage_is_budgeted_as_it_is(deps, fake_llm):
+    fake_llm.token_ratio = 1.3
+    _turn(deps)
+    assert deps.calibration.budget_ratio("fake-model") == deps.calibration.ratio("fake-model")
 
 
 def test_probes_stop_after_a_few_replies_of_a_model(deps, fake_llm):

@@ -110,12 +110,14 @@ def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, brow
                                                                       capsys):
     start, began, finishes = len(llama_server.tap.requests), time.monotonic(), []
     log_start = len(llama_server.log())
-    conversation_id, checkpoints = None, set()
+    conversation_id, checkpoints, compacted_before_turn = None, set(), []
     for i in range(TURNS):
         wait_idle(llama_server.tap)  # a person reads the reply before typing; the calibration probe runs then
         if conversation_id:  # the compactions since the fact was pinned (each extends the summary)
             summary = browser.get(f"/conversations/{conversation_id}/summary").get_json()["summary"]
-            checkpoints |= {summary["last_message_id"]} if summary else set()
+            if summary and summary["last_message_id"] not in checkpoints:
+                checkpoints.add(summary["last_message_id"])
+                compacted_before_turn.append(i + 1)
         data = {"message": user_turn(i)} | ({"conversation_id": conversation_id} if conversation_id else {})
         ack = sock.emit("send_message", data, callback=True)
         assert ack["ok"] is True, ack
@@ -158,7 +160,8 @@ def test_real_llm_long_conversation_stays_in_window_and_is_summarised(sock, brow
                    largest_prompt_plus_max_tokens=max(v["server"] + v["max_tokens"] for v in view),
                    over_window_if_max_tokens_honoured=sum(v["server"] + v["max_tokens"] > WINDOW for v in view),
                    window=WINDOW, usage_in_stream=any(r["usage"] for r in records),
-                   requests=len(records), replayed=len(view), compactions_after_pinning=len(checkpoints))
+                   requests=len(records), replayed=len(view), compactions_after_pinning=len(checkpoints),
+                   compacted_before_turn=compacted_before_turn)
     assert largest["server"] < WINDOW
     assert all(v["server"] + v["max_tokens"] <= WINDOW for v in view), "prompt + reply over the window"
     assert len(checkpoints) >= 5, f"the pinned fact saw only {len(checkpoints)} compactions"

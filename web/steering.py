@@ -48,7 +48,7 @@ def _budget(record: dict | None, tail: list[dict]) -> dict:
     system = utils.message_tokens("system", config.SYSTEM_PROMPT)
     pinned = utils.message_tokens("system", pins.with_pins(config.SYSTEM_PROMPT, facts)) - system
     summary = record["summary"] if record else None
-    ratio = current_app.extensions["chat_calibration"].ratio(model)
+    ratio = current_app.extensions["chat_calibration"].budget_ratio(model)
     window = config.context_window(model)
     room = utils.Budget(window, config.REPLY_TOKENS, ratio=ratio).prompt_room
     return {"model": model, "window": window, "reply_tokens": config.REPLY_TOKENS, "prompt_room": room,
