@@ -151,6 +151,18 @@ def test_adaptive_flush_page_reveals_large_batches_at_a_steady_pace(tmp_path, fa
     assert p99 < 150
 
 
+def test_adaptive_flush_a_flush_answers_the_stop_check_too():
+    reply, _, clock = emitter()
+    asked = []
+    reply.inflight.stop_requested = lambda reply_id: asked.append(reply_id) or False
+    reply.inflight.start("c1", "r1")
+    reply.chunk("first")  # sent at once; the same round trip said: no Stop
+    reply.inflight.request_stop("c1")
+    clock.now += 0.06
+    reply.chunk(" second")  # flushed: the append answers Stop
+    assert reply.stop_requested() is True and asked == []  # no separate round trip
+
+
 def test_adaptive_flush_stop_is_asked_once_per_interval_not_per_token():
     reply, _, clock = emitter()
     asked = []

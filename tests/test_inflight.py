@@ -34,6 +34,14 @@ def test_inflight_stop_reaches_the_reply(inflight):
     assert inflight.stop_requested("r1") is True
 
 
+def test_inflight_append_answers_whether_stop_was_requested(inflight):
+    """One round trip per flush stores the text and reads the Stop flag (the emitter's stop check)."""
+    inflight.start("c1", "r1")
+    assert inflight.append("r1", "Hel") is False
+    inflight.request_stop("c1")
+    assert inflight.append("r1", "lo") is True
+
+
 def test_inflight_finish_frees_the_conversation(inflight):
     inflight.start("c1", "r1")
     inflight.append("r1", "x")

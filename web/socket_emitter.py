@@ -64,7 +64,9 @@ class SocketEmitter:
         self._last_flush = self.clock()
         if self._buffer:
             text, self._buffer = "".join(self._buffer), []
-            self.inflight.append(self.reply_id, text)  # before the emit: see web/socket_queue.py
+            stopped = self.inflight.append(self.reply_id, text)  # before the emit: see web/socket_queue.py
+            if stopped is not None:  # the same round trip answered whether Stop was pressed
+                self._stop, self._stop_checked = self._stop or stopped, self._last_flush
             self._emit("response_chunk", {"chunk": text, "message_id": self.reply_id})
 
     def status(self, phase: str, detail: str = "") -> None:
