@@ -20,14 +20,21 @@ def _serve(command, tmp_path, port):
 
 
 def _wait_for(url, process, seconds=30):
-    deadline = time.monotonic() + seconds
+    """The first answer that is not 503: a server starting on a busy machine may still be migrating
+    its store, and /health says so (503) until the store answers."""
+    deadline, answer = time.monotonic() + seconds, None
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(process.stdout.read().decode())
         try:
-            return requests.get(url, timeout=2)
+            answer = requests.get(url, timeout=2)
+            if answer.status_code != 503:
+                return answer
         except requests.ConnectionError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
+    if answer is not None:
+        return answer
     raise AssertionError(f"{url} did not answer in {seconds}s")
 
 
