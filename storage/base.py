@@ -375,6 +375,14 @@ def best_per_conversation(hits: Iterable[Record], limit: int) -> list[Record]:
     return list(seen.values())
 
 
+def vector_hits(store, user_id: str, hits: list[Record], limit: int, query: str) -> list[Record]:
+    """search_vectors()'s records: the best hit of each conversation, with its conversation's title
+    and times, and a snippet around the query's words (both stores)."""
+    hits = best_per_conversation(hits, limit)
+    conversations = {hit["conversation_id"]: store.get_conversation(user_id, hit["conversation_id"]) for hit in hits}
+    return hits_with_conversations(hits, conversations, query_terms(query)[0])
+
+
 def hits_with_conversations(hits: list[Record], conversations: dict[str, Record | None],
                             words: list[str]) -> list[Record]:
     """search()'s records for ranked hits (conversation_id, message_id, score, text): the title and

@@ -61,10 +61,14 @@ class MongoImages:
         return self.images.delete_many({"user_id": user_id, "image_id": {"$in": gone}}).deleted_count if gone else 0
 
     def image_bytes(self, user_id: str | None) -> int:
-        match = {} if user_id is None else {"user_id": user_id}
-        rows = list(self.images.aggregate([{"$match": match},
-                                           {"$group": {"_id": None, "total": {"$sum": "$size_bytes"}}}]))
-        return int(rows[0]["total"]) if rows else 0
+        return size_total(self.images, user_id)
+
+
+def size_total(collection, user_id: str | None) -> int:
+    """The sum of the collection's size_bytes: one user's, or everyone's (None)."""
+    match = {} if user_id is None else {"user_id": user_id}
+    rows = list(collection.aggregate([{"$match": match}, {"$group": {"_id": None, "total": {"$sum": "$size_bytes"}}}]))
+    return int(rows[0]["total"]) if rows else 0
 
 
 def _image(doc: dict) -> Record:

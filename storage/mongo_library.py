@@ -22,6 +22,7 @@ from .base import (
     validate_chunk_meta,
     validate_document,
 )
+from .mongo_images import size_total
 
 _DOCUMENT_KEYS = ("document_id", "user_id", "conversation_id", "file_name", "content_hash", "chunk_count",
                   "tokens", "created_at")
@@ -90,10 +91,8 @@ class MongoLibrary:
             raise
 
     def upload_bytes(self, user_id: str | None) -> int:
-        match = {} if user_id is None else {"user_id": user_id}
-        rows = list(self.documents.aggregate([{"$match": match},
-                                              {"$group": {"_id": None, "total": {"$sum": "$size_bytes"}}}]))
-        return (int(rows[0]["total"]) if rows else 0) + self.image_bytes(user_id)  # mongo_images.py
+        """Documents and the images attached to messages (mongo_images.py)."""
+        return size_total(self.documents, user_id) + self.image_bytes(user_id)
 
     def get_document(self, user_id: str, document_id: str) -> Record | None:
         doc = self.documents.find_one({"document_id": document_id, "user_id": user_id})

@@ -13,7 +13,7 @@ import pymongo
 from bson import ObjectId
 from pymongo.collection import Collection
 
-from .base import Record, best_per_conversation, hits_with_conversations, query_terms
+from .base import Record, vector_hits
 from .mongo_library import _chunk
 from .vectors import check_kind, top_k
 
@@ -96,9 +96,7 @@ class MongoVectors:
             {"_id": 0, "message_id": 1, "conversation_id": 1, "content": 1})}
         hits = [{"conversation_id": found[item]["conversation_id"], "message_id": item, "score": score,
                  "text": found[item]["content"]} for item, score in nearest if item in found]
-        hits = best_per_conversation(hits, limit)
-        conversations = {hit["conversation_id"]: self.get_conversation(user_id, hit["conversation_id"]) for hit in hits}
-        return hits_with_conversations(hits, conversations, query_terms(query)[0])
+        return vector_hits(self, user_id, hits, limit, query)
 
     def search_chunk_vectors(self, user_id: str, vector, limit: int = 5, candidates: int = 10000) -> list[Record]:
         nearest = self._nearest("chunk", user_id, vector, limit, candidates)

@@ -61,12 +61,13 @@ class SqliteImages:
                               (user_id, iso(as_utc(before)), user_id)).rowcount
 
     def image_bytes(self, user_id: str | None) -> int:
-        if user_id is None:
-            row = self._db().execute("SELECT COALESCE(SUM(size_bytes), 0) FROM images").fetchone()
-        else:
-            row = self._db().execute("SELECT COALESCE(SUM(size_bytes), 0) FROM images WHERE user_id = ?",
-                                     (user_id,)).fetchone()
-        return int(row[0])
+        return size_total(self._db(), "images", user_id)
+
+
+def size_total(db: sqlite3.Connection, table: str, user_id: str | None) -> int:
+    """The sum of `table`'s size_bytes: one user's, or everyone's (None). `table` is ours, never input."""
+    where, args = ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
+    return int(db.execute(f"SELECT COALESCE(SUM(size_bytes), 0) FROM {table}{where}", args).fetchone()[0])
 
 
 def _image(row: sqlite3.Row) -> Record:

@@ -21,6 +21,7 @@ from .base import (
     validate_chunk_meta,
     validate_document,
 )
+from .sqlite_images import size_total
 from .sqlite_migrations import RANK_WEIGHTS, iso, match_expression
 
 _DOCUMENT_COLUMNS = ("document_id, user_id, conversation_id, file_name, content_hash, chunk_count, "
@@ -59,12 +60,8 @@ class SqliteLibrary:
             return _document(db, user_id, document_id)
 
     def upload_bytes(self, user_id: str | None) -> int:
-        if user_id is None:
-            row = self._db().execute("SELECT COALESCE(SUM(size_bytes), 0) FROM documents").fetchone()
-        else:
-            row = self._db().execute("SELECT COALESCE(SUM(size_bytes), 0) FROM documents WHERE user_id = ?",
-                                     (user_id,)).fetchone()
-        return int(row[0]) + self.image_bytes(user_id)  # images attached to messages (sqlite_images.py)
+        """Documents and the images attached to messages (sqlite_images.py)."""
+        return size_total(self._db(), "documents", user_id) + self.image_bytes(user_id)
 
     def get_document(self, user_id: str, document_id: str) -> Record | None:
         return _document(self._db(), user_id, document_id)

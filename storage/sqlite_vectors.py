@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Record, best_per_conversation, hits_with_conversations, query_terms
+from .base import Record, vector_hits
 from .sqlite_library import _chunk_record
 from .vectors import check_kind, top_k
 
@@ -76,9 +76,7 @@ class SqliteVectors:
             (*[item for item, _ in nearest], user_id))}
         hits = [{"conversation_id": found[item][2], "message_id": found[item][1], "score": score,
                  "text": found[item][3]} for item, score in nearest if item in found]
-        hits = best_per_conversation(hits, limit)
-        conversations = {hit["conversation_id"]: self.get_conversation(user_id, hit["conversation_id"]) for hit in hits}
-        return hits_with_conversations(hits, conversations, query_terms(query)[0])
+        return vector_hits(self, user_id, hits, limit, query)
 
     def search_chunk_vectors(self, user_id: str, vector, limit: int = 5, candidates: int = 10000) -> list[Record]:
         nearest = self._nearest("chunk_vectors", user_id, vector, limit, candidates)
