@@ -64,9 +64,14 @@ class TextOnlyModels:
             return True
         if self._redis is not None:
             try:
-                return bool(self._redis.sismember(REDIS_KEY, model))
+                refused = bool(self._redis.sismember(REDIS_KEY, model))
             except Exception as error:  # noqa: BLE001 - Redis down: the patterns decide, the server corrects
                 log.warning("Text-only models unavailable: %s", type(error).__name__)
+                return False
+            if refused:  # the set only grows (forgetting a model takes a restart): no need to ask again
+                with self._lock:
+                    self._known.add(model)
+            return refused
         return False
 
     def add(self, model: str) -> None:

@@ -111,6 +111,8 @@ def test_text_only_models_are_shared_through_redis(redis_url):
     first, second = (vision.TextOnlyModels(redis.from_url(redis_url)) for _ in range(2))
     first.add("llava-text")
     assert "llava-text" in second and "other" not in second
+    second._redis = None  # once learnt from Redis, a refusal is remembered without asking again
+    assert "llava-text" in second
 
 
 def test_router_sends_images_to_chat_and_names_the_vision_model():
