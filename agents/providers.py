@@ -3,8 +3,9 @@
 Every agent (chat, knowledge, file, summary, router) talks to the primary endpoint unless
 AGENT_ENDPOINTS / AGENT_MODELS give it its own; FALLBACK_BASE_URL, when set, is tried next.
 An endpoint that keeps failing is skipped for BREAKER_RESET_S (pybreaker; its state lives in
-Redis when there is one, so every worker skips it), instead of making every message wait
-through its timeouts and retries first.
+Redis when there is one, so every worker skips it, read at most once a second per process:
+agents/breakers.py), instead of making every message wait through its timeouts and
+retries first.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 import pybreaker
 
 import metrics
+from agents.breakers import CachedRedisStorage, SharedBreaker
 from agents.llm_client import (
     ContextLengthExceeded,
     EmptyStream,
@@ -116,9 +118,9 @@ class Providers:
         if endpoint.base_url not in self._breakers:
             storage = None
             if self._redis is not None:
-                storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self._redis,
-                                                        namespace=f"chat:breaker:{endpoint.base_url}")
-            self._breakers[endpoint.base_url] = pybreaker.CircuitBreaker(
+                storage = CachedRedisStorage(pybreaker.STATE_CLOSED, self._redis,
+                                             namespace=f"chat:breaker:{endpoint.base_url}")
+            self._breakers[endpoint.base_url] = SharedBreaker(
                 fail_max=self.config.BREAKER_FAIL_MAX, reset_timeout=self.config.BREAKER_RESET_S,
                 exclude=[_not_the_endpoints_fault], state_storage=storage, name=endpoint.name,
                 throw_new_error_on_trip=False)

@@ -1,5 +1,6 @@
 """Provider fallback and circuit breakers, against two fake endpoints."""
 import time
+from typing import ClassVar
 
 import pybreaker
 import pytest
@@ -138,3 +139,83 @@ def test_breaker_state_is_shared_through_redis(tmp_path, fake_llm, backup, redis
     assert _ask(worker_b)[1].name == "fallback" and len(fake_llm.requests) == 2
     assert worker_b.breaker(worker_b.endpoints("chat")[0]).current_state == pybreaker.STATE_OPEN
     client.flushdb()
+
+
+class _CountingRedis(redis.Redis):
+    commands: ClassVar[list[str]] = []
+
+    def execute_command(self, *args, **options):
+        type(self).commands.append(str(args[0]))
+        return super().execute_command(*args, **options)
+
+
+def test_breaker_healthy_requests_make_no_redis_round_trip(tmp_path, fake_llm, redis_url):
+    """pybreaker's own Redis storage read the state inside the breaker's process-wide lock and
+    reset the counter on every request: under load every reply's start queued behind that lock.
+    Healthy requests now touch Redis at most once per STATE_TTL_S."""
+    client = _CountingRedis.from_url(redis_url)
+    client.flushdb()
+    providers = _providers(tmp_path, fake_llm.url, redis_client=client)
+    _ask(providers)
+    _CountingRedis.commands.clear()
+    for _ in range(20):
+        _ask(providers)
+    breaker_commands = [c for c in _CountingRedis.commands if c in ("GET", "SET", "INCR", "MGET")]
+    assert len(breaker_commands) <= 2 * 2, _CountingRedis.commands  # a refresh (state + counter) per second
+    client.flushdb()
+
+
+def test_breaker_failures_still_count_at_once_and_open_is_seen_within_a_second(tmp_path, fake_llm, backup,
+                                                                             redis_url):
+    from agents.breakers import STATE_TTL_S
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    worker_a = _providers(tmp_path, fake_llm.url, backup.url, redis_client=client)
+    worker_b = _providers(tmp_path, fake_llm.url, backup.url, redis_client=client)
+    assert _ask(worker_b)[1].name == "primary"  # b has read the (closed) state
+    fake_llm.fail_next(Fault.http(500), Fault.http(500))
+    _ask(worker_a), _ask(worker_a)  # two failures on a: the circuit opens
+    assert worker_a.status()["in_use"] == "fallback"
+    time.sleep(STATE_TTL_S + 0.1)
+    assert _ask(worker_b)[1].name == "fallback" and len(fake_llm.requests) == 3
+    client.flushdb()
+
+
+def test_breaker_a_slow_redis_read_holds_up_no_other_request(redis_url):
+    """While one request re-reads the shared state from a slow Redis, others go on with what was
+    read last: the breaker has no lock, and only one re-read is in flight."""
+    import threading
+
+    from agents.breakers import CachedRedisStorage, SharedBreaker
+    client = redis.Redis.from_url(redis_url)
+    client.delete("chat:breaker:slow:state", "chat:breaker:slow:fail_counter")
+    clock = [0.0]
+    storage = CachedRedisStorage(pybreaker.STATE_CLOSED, client, namespace="chat:breaker:slow",
+                                 clock=lambda: clock[0])
+    breaker = SharedBreaker(fail_max=2, state_storage=storage)
+    with breaker.calling():
+        pass
+    reading, release = threading.Event(), threading.Event()
+    read_state = pybreaker.CircuitRedisStorage.state.fget
+
+    def slow_state(self):
+        reading.set()
+        release.wait(5)
+        return read_state(self)
+
+    clock[0] = 10.0  # the cached state is stale
+    original = pybreaker.CircuitRedisStorage.state
+    pybreaker.CircuitRedisStorage.state = property(slow_state, original.fset)
+    try:
+        slow = threading.Thread(target=lambda: breaker.calling().__enter__())
+        slow.start()
+        assert reading.wait(5)
+        started = time.monotonic()
+        with breaker.calling():  # does not wait for the slow read
+            pass
+        assert time.monotonic() - started < 0.5
+        release.set()
+        slow.join(5)
+    finally:
+        pybreaker.CircuitRedisStorage.state = original
+        client.delete("chat:breaker:slow:state", "chat:breaker:slow:fail_counter", "chat:breaker:slow:success_counter")
