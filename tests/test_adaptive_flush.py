@@ -173,3 +173,22 @@ def test_adaptive_flush_stop_is_asked_once_per_interval_not_per_token():
     clock.now += 0.06
     assert reply.stop_requested() is True and reply.stop_requested() is True
     assert asked == ["r1", "r1"]
+
+
+def test_adaptive_flush_buffered_text_lets_the_next_flush_answer_stop():
+    """The stream asks for Stop before it hands over each token: with text waiting, the flush that
+    token triggers answers it, so no separate round trip unless that flush is an interval late."""
+    reply, _, clock = emitter()
+    asked = []
+    reply.inflight.stop_requested = lambda reply_id: asked.append(reply_id) or False
+    reply.inflight.start("c1", "r1")
+    reply.chunk("first")
+    clock.now += 0.03
+    reply.chunk(" second")  # buffered
+    clock.now += 0.03
+    assert reply.stop_requested() is False and asked == []  # the flush this token triggers will ask
+    reply.chunk(" third")
+    clock.now += 0.03
+    reply.chunk(" fourth")  # buffered again, and no more tokens come (a silent model)
+    clock.now += 0.11
+    assert reply.stop_requested() is False and asked == ["r1"]

@@ -37,9 +37,9 @@ def test_inflight_stop_reaches_the_reply(inflight):
 def test_inflight_append_answers_whether_stop_was_requested(inflight):
     """One round trip per flush stores the text and reads the Stop flag (the emitter's stop check)."""
     inflight.start("c1", "r1")
-    assert inflight.append("r1", "Hel") is False
+    assert inflight.append("r1", "Hel").stopped is False
     inflight.request_stop("c1")
-    assert inflight.append("r1", "lo") is True
+    assert inflight.append("r1", "lo").stopped is True
 
 
 def test_inflight_finish_frees_the_conversation(inflight):

@@ -106,3 +106,64 @@ def test_room_presence_member_on_other_instance_gets_chunks_through_queue(start_
         published.close()
         tab_a.sio.disconnect()
         tab_b.sio.disconnect()
+
+
+class _CountingRedis(redis.Redis):
+    """A client that counts its round trips (a pipeline is one)."""
+
+    round_trips = 0
+
+    def execute_command(self, *args, **options):
+        type(self).round_trips += 1
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def counted(*args, **kwargs):
+            type(self).round_trips += 1
+            return execute(*args, **kwargs)
+
+        pipe.execute = counted
+        return pipe
+
+
+def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(private_redis):
+    """A reply's flush stores its text, reads Stop and reads the room's presence in one transaction;
+    the emit then publishes only when another live instance has a member."""
+    from web.inflight import RedisInflight
+    from web.socket_emitter import SocketEmitter
+
+    client = _CountingRedis.from_url(private_redis["url"])
+    here, there = RoomPresence(client, "here", ttl_s=30), RoomPresence(client, "there", ttl_s=30)
+
+    class Manager:
+        def presence_key(self, room):
+            return here.room_key(room)
+
+        def remote_among(self, room, members):
+            return here.remote_among(room, members)
+
+    class SocketIO:
+        server = type("Server", (), {"manager": Manager()})()
+
+        def __init__(self):
+            self.emitted: list[tuple[str, dict]] = []
+
+        def emit(self, event, payload, to=None, **kwargs):
+            self.emitted.append((event, kwargs))
+
+    socketio, inflight = SocketIO(), RedisInflight(client)
+    emitter = SocketEmitter(socketio, inflight, "c1", "r1", flush_ms=50)
+    here.joined("conversation:c1")
+    inflight.start("c1", "r1")
+    _CountingRedis.round_trips = 0
+    emitter.chunk("Hello")
+    assert _CountingRedis.round_trips == 1
+    assert socketio.emitted[-1] == ("response_chunk", {"ignore_queue": True})  # no one elsewhere: not published
+    there.joined("conversation:c1")  # a tab of the same conversation on another instance
+    emitter.chunk(" again")
+    emitter.flush()
+    assert socketio.emitted[-1] == ("response_chunk", {})  # through the queue
+    assert client.get("inflight:text:r1") == b"Hello again"

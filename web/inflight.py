@@ -8,11 +8,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import redis
 
 TTL_SECONDS = 3600
 log = logging.getLogger("chat.inflight")
+
+
+class Appended(NamedTuple):
+    """What the round trip that stored a flush's text also answered: whether Stop was requested
+    (None when Redis failed) and, when asked for a room's presence key, the instances with members
+    in the room (None when not asked or Redis failed)."""
+
+    stopped: bool | None
+    room_members: list[bytes] | None = None
 
 
 class MemoryInflight:
@@ -30,11 +40,12 @@ class MemoryInflight:
             self._by_conversation[conversation_id], self._text[reply_id] = reply_id, []
             return True
 
-    def append(self, reply_id: str, text: str) -> bool:
-        """Store the text; returns whether Stop was requested (the emitter asks both at once)."""
+    def append(self, reply_id: str, text: str, room_key: str | None = None) -> Appended:
+        """Store the text; answers whether Stop was requested (the emitter asks both at once). No
+        presence without Redis: there is no other instance."""
         with self._lock:
             self._text.setdefault(reply_id, []).append(text)
-            return reply_id in self._stops
+            return Appended(reply_id in self._stops)
 
     def snapshot(self, conversation_id: str) -> dict | None:
         with self._lock:
@@ -68,18 +79,21 @@ class RedisInflight:
     def start(self, conversation_id: str, reply_id: str) -> bool:
         return bool(self.redis.set(f"inflight:conv:{conversation_id}", reply_id, nx=True, ex=TTL_SECONDS))
 
-    def append(self, reply_id: str, text: str) -> bool | None:
+    def append(self, reply_id: str, text: str, room_key: str | None = None) -> Appended:
         """Best effort: only a tab joining mid-reply reads this, so a Redis outage must not end the reply.
-        Returns whether Stop was requested, asked in the same round trip (None when Redis failed): asked
-        apart, the stop check was a second round trip per flush, 13% of a loaded instance's samples."""
+        In the same transaction, asks whether Stop was requested and (with `room_key`) which instances
+        have members in the reply's room: asked apart, each was one more round trip per flush (13% and
+        7% of a loaded instance's samples). One transaction also keeps web/socket_queue.py's order."""
         key = f"inflight:text:{reply_id}"
+        pipe = self.redis.pipeline().append(key, text).expire(key, TTL_SECONDS).exists(f"inflight:stop:{reply_id}")
+        if room_key is not None:
+            pipe.hkeys(room_key)
         try:
-            answers = self.redis.pipeline().append(key, text).expire(key, TTL_SECONDS) \
-                .exists(f"inflight:stop:{reply_id}").execute()
+            answers = pipe.execute()
         except redis.RedisError as error:
             log.warning("In-flight text not saved: %s", type(error).__name__)
-            return None
-        return bool(answers[2])
+            return Appended(None)
+        return Appended(bool(answers[2]), answers[3] if room_key is not None else None)
 
     def snapshot(self, conversation_id: str) -> dict | None:
         reply_id = self.redis.get(f"inflight:conv:{conversation_id}")

@@ -43,14 +43,23 @@ class RoomPresence:
         """Whether a live instance other than this one has a member in `room`. When Redis cannot
         answer, True: the caller then publishes, as it would without presence."""
         try:
-            others = [i.decode() for i in self.redis.hkeys(ROOM_KEY + room) if i.decode() != self.instance_id]
-            dead = [other for other in others if not self._is_alive(other)]
-            if dead:
-                self.redis.hdel(ROOM_KEY + room, *dead)
-            return len(dead) < len(others)
+            return self.remote_among(room, self.redis.hkeys(ROOM_KEY + room))
         except redis.RedisError as error:
             log.warning("Room presence not readable: %s", type(error).__name__)
             return True
+
+    def remote_among(self, room: str, members: list[bytes]) -> bool:
+        """`remote`, given the room's members as read from `room_key(room)` (a reply's flush reads
+        them in the round trip that stores its text)."""
+        others = [i.decode() for i in members if i.decode() != self.instance_id]
+        dead = [other for other in others if not self._is_alive(other)]
+        if dead:
+            self.redis.hdel(ROOM_KEY + room, *dead)
+        return len(dead) < len(others)
+
+    @staticmethod
+    def room_key(room: str) -> str:
+        return ROOM_KEY + room
 
     def beat(self, rooms: list[str]) -> None:
         """Say this instance is alive (for ttl_s) and keep its rooms' keys from expiring."""

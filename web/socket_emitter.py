@@ -29,6 +29,8 @@ class SocketEmitter:
         self.lag = flush_pacer.loop_lag(socketio) if self.flush_max_ms > flush_ms else None
         self.conversation_id, self.reply_id = conversation_id, reply_id
         self.room = conversation_room(conversation_id)
+        self.manager = getattr(getattr(socketio, "server", None), "manager", None)
+        self.presence_key = getattr(self.manager, "presence_key", lambda room: None)(self.room)
         self._buffer: list[str] = []
         self._last_flush = self.clock()
         self._sent_any = False
@@ -42,15 +44,20 @@ class SocketEmitter:
 
     def stop_requested(self) -> bool:
         """Whether Stop was pressed, asked of the shared in-flight state at most once per flush
-        interval: asked per token, it was most of a busy worker's Redis round trips."""
+        interval: asked per token, it was most of a busy worker's Redis round trips. While text
+        waits in the buffer, the flush due with the next token answers it in its own round trip,
+        so this asks only if that flush is a whole interval late (a reasoning model's silence)."""
         now = self.clock()
-        if not self._stop and now - self._stop_checked >= self.interval_s():
+        due = self.interval_s() * (2 if self._buffer else 1)
+        if not self._stop and now - self._stop_checked >= due:
             self._stop_checked = now
             self._stop = self.inflight.stop_requested(self.reply_id)
         return self._stop
 
-    def _emit(self, event: str, payload: dict) -> None:
-        self.socketio.emit(event, {**payload, "conversation_id": self.conversation_id}, to=self.room)
+    def _emit(self, event: str, payload: dict, local_only: bool = False) -> None:
+        """`local_only`: the caller already knows no other instance has a member in the room."""
+        self.socketio.emit(event, {**payload, "conversation_id": self.conversation_id}, to=self.room,
+                           **({"ignore_queue": True} if local_only else {}))
 
     def chunk(self, text: str) -> None:
         """The first text goes out at once (time to first chunk is what users feel); later text is
@@ -64,10 +71,13 @@ class SocketEmitter:
         self._last_flush = self.clock()
         if self._buffer:
             text, self._buffer = "".join(self._buffer), []
-            stopped = self.inflight.append(self.reply_id, text)  # before the emit: see web/socket_queue.py
-            if stopped is not None:  # the same round trip answered whether Stop was pressed
-                self._stop, self._stop_checked = self._stop or stopped, self._last_flush
-            self._emit("response_chunk", {"chunk": text, "message_id": self.reply_id})
+            # before the emit, and with the room's presence: see web/socket_queue.py
+            appended = self.inflight.append(self.reply_id, text, self.presence_key)
+            if appended.stopped is not None:  # the same round trip answered whether Stop was pressed
+                self._stop, self._stop_checked = self._stop or appended.stopped, self._last_flush
+            local_only = appended.room_members is not None and not self.manager.remote_among(
+                self.room, appended.room_members)
+            self._emit("response_chunk", {"chunk": text, "message_id": self.reply_id}, local_only)
 
     def status(self, phase: str, detail: str = "") -> None:
         self._emit("status", {"phase": phase, "detail": detail, "message_id": self.reply_id})

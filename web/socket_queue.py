@@ -8,6 +8,8 @@ live instance (web/room_presence.py), and through the queue only when it does.
 No chunk is lost to a tab joining on another instance mid-reply: the joining instance records
 its presence before it reads the reply's text so far, and the emitter appends each flush to that
 text before the emit asks for presence, so a flush either is in the text read or sees the member.
+A flush asks for presence in the same Redis transaction that appends its text (presence_key), which
+keeps that order and saves a round trip per flush.
 """
 from __future__ import annotations
 
@@ -68,6 +70,20 @@ class PresenceRedisManager(RedisManager):
         if isinstance(room, str) and self.is_sid_room(namespace, room):
             return True
         return self._tracked(room) and not self.presence.remote(room)
+
+    def presence_key(self, room) -> str | None:
+        """The Redis hash naming the instances with members in `room`, for a caller that reads it in
+        its own round trip (web/socket_emitter.py); None for rooms without presence."""
+        return self.presence.room_key(room) if self._tracked(room) else None
+
+    def remote_among(self, room: str, members: list[bytes]) -> bool:
+        """Whether `members` (read from presence_key(room)) include a live instance other than this one;
+        True when Redis cannot answer (the emit then publishes, as it would without presence)."""
+        try:
+            return self.presence.remote_among(room, members)
+        except redis.RedisError as error:
+            log.warning("Room presence not readable: %s", type(error).__name__)
+            return True
 
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         first = self._tracked(room) and room not in self.rooms.get(namespace, {})
