@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from conftest import free_port
 from fake_llm_process import stop_process
+from spy import Spy
 from topology import Nginx, children
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -123,6 +124,7 @@ class ProcessSampler:
     def __init__(self, *roots: int) -> None:
         self.roots, self.peak_rss = roots, 0
         self.cpu_start, self.wall_start = self.cpu(), time.monotonic()
+        self.cpu_end = 0.0
 
     def pids(self) -> list[int]:
         found = []
@@ -177,7 +179,7 @@ async def fake_baseline(fake_url: str, samples: int = 20) -> float:
 class Chat:
     def __init__(self, base: str, expected_words: int) -> None:
         self.base, self.expected_words = base, expected_words
-        self.sent_at = self.first_at = self.last_at = None
+        self.sent_at = self.acked_at = self.first_at = self.last_at = None
         self.gaps: list[float] = []
         self.text: list[str] = []
         self.finish: str | None = None
@@ -217,6 +219,7 @@ class Chat:
         self.sent_at = time.monotonic()
         try:
             ack = await self.client.call("send_message", {"message": "Tell me a story"}, timeout=timeout)
+            self.acked_at = time.monotonic()
             if not ack.get("ok"):
                 self.error = ack.get("message")
                 return
@@ -231,7 +234,8 @@ class Chat:
         return self.error is None and self.finish == "stop" and len("".join(self.text).split()) == self.expected_words
 
 
-async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: float, sampler: ProcessSampler):
+async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: float, sampler: ProcessSampler,
+                   fake_sampler: ProcessSampler):
     http_sessions = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(clients)]
     chats = [Chat(base, tokens) for _ in range(clients)]
     connect_failures = 0
@@ -243,10 +247,12 @@ async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: f
     connected = [c for c in chats if c.client.connected]
     sampling = asyncio.create_task(_sample_forever(sampler))
     started, own_cpu = time.monotonic(), time.process_time()
-    sampler.cpu_start, sampler.wall_start = sampler.cpu(), time.monotonic()
+    for measured in (sampler, fake_sampler):  # CPU while chatting, not while connecting
+        measured.cpu_start, measured.wall_start = measured.cpu(), time.monotonic()
     await asyncio.gather(*(c.run(random.uniform(0, ramp), timeout) for c in connected))
     elapsed = time.monotonic() - started
     cpu = sampler.cpu_percent()
+    fake_sampler.cpu_end = fake_sampler.cpu_percent()
     load_cpu = 100 * (time.process_time() - own_cpu) / elapsed
     sampling.cancel()
     for chat in connected:
@@ -295,6 +301,26 @@ def report(mode: str, chats: list[Chat], connect_failures: int, elapsed: float, 
             "elapsed": elapsed, "cpu": cpu, "load_cpu": load_cpu, "rss_mb": peak_rss / 1024 / 1024, "errors": errors}
 
 
+def timeline(chats: list[Chat], baseline: float, window_s: float = 2.0) -> str:
+    """Added time to first chunk by when the chat was sent: whether the lag grows as load builds
+    or is there from the start (a serial bottleneck rather than too little CPU)."""
+    sent = [c for c in chats if c.sent_at and c.first_at]
+    if not sent:
+        return "timeline: no chat got a first chunk"
+    start = min(c.sent_at for c in sent)
+    lines = ["sent at (s) | chats | ack p50 / p99 (ms) | added TTFC p50 / p99 (ms)"]
+    buckets: dict[int, list[Chat]] = {}
+    for chat in sent:
+        buckets.setdefault(int((chat.sent_at - start) // window_s), []).append(chat)
+    for index in sorted(buckets):
+        added = [(c.first_at - c.sent_at - baseline) * 1000 for c in buckets[index]]
+        acks = [(c.acked_at - c.sent_at) * 1000 for c in buckets[index] if c.acked_at]
+        lines.append(f"{index * window_s:5.0f}-{(index + 1) * window_s:<5.0f} | {len(added):5d} | "
+                     f"{percentile(acks, 50):.0f} / {percentile(acks, 99):.0f} | "
+                     f"{percentile(added, 50):.0f} / {percentile(added, 99):.0f}")
+    return "\n".join(lines)
+
+
 def print_table(rows: list[dict], args, baseline: float) -> None:
     print(f"\n{args.clients} clients, replies of {args.tokens} tokens at {args.token_ms} ms/token, "
           f"starts spread over {args.ramp} s, fake server's own first token {baseline * 1000:.1f} ms"
@@ -330,8 +356,14 @@ def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> d
                 processes.append(start_server(mode, fake_url, Path(tmp), clients, args.redis, args.profile))
                 base, roots = processes[0][0], [processes[0][1].pid]
             sampler, fake_sampler = ProcessSampler(*roots), ProcessSampler(args.fake_pid)
-            chats, failures, elapsed, cpu, load_cpu = asyncio.run(
-                run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler))
+            spy = Spy(Path(args.py_spy), _workers(processes)) if args.py_spy else None
+            try:
+                chats, failures, elapsed, cpu, load_cpu = asyncio.run(
+                    run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler, fake_sampler))
+            finally:
+                if spy:
+                    spy.stop()
+                    print(spy.report(), flush=True)
         finally:
             if proxy:
                 proxy.stop()
@@ -339,9 +371,16 @@ def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> d
                 stop_process(process)
             _print_first_traceback(Path(tmp))
     label = mode if args.topology == "single" else f"nginx + 2 x {mode}"
+    if args.timeline:
+        print(timeline(chats, baseline), flush=True)
     row = report(label, chats, failures, elapsed, cpu, load_cpu, sampler.peak_rss, baseline)
-    row["fake_cpu"] = fake_sampler.cpu_percent()  # near 100%: the fake model, not the app, is the limit
+    row["fake_cpu"] = fake_sampler.cpu_end  # near 100%: the fake model, not the app, is the limit
     return row
+
+
+def _workers(processes) -> dict[str, int]:
+    """The gunicorn worker of each instance (what py-spy samples), by instance name."""
+    return {f"instance-{'ab'[i]}": pid for i, (_, master) in enumerate(processes) for pid in children(master.pid)[:1]}
 
 
 def _print_first_traceback(folder: Path, lines: int = 40) -> None:
@@ -384,6 +423,11 @@ def main() -> None:
     parser.add_argument("--target-ms", type=float, default=250.0)
     parser.add_argument("--profile", default=None, help="write a cProfile of the (eventlet/gevent) worker here "
                                                         "(nginx2: one file per instance, suffixed -a and -b)")
+    parser.add_argument("--py-spy", default=None, metavar="FOLDER",
+                        help="sample each instance's worker with py-spy while loaded; prints the top functions "
+                             "and keeps the raw stacks in FOLDER")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print added time to first chunk per 2 s of send time")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="an app setting for the instances, e.g. --set EMBED_INDEXER=false (repeatable)")
     args = parser.parse_args()
