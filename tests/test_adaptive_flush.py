@@ -167,9 +167,11 @@ def test_adaptive_flush_stop_is_asked_once_per_interval_not_per_token():
     reply, _, clock = emitter()
     asked = []
     reply.inflight.stop_requested = lambda reply_id: asked.append(reply_id) or len(asked) > 1
-    assert reply.stop_requested() is False
-    for _ in range(20):  # tokens within one interval: no more round trips
+    for _ in range(20):  # tokens within the first interval: a reply just started was not stopped yet
         assert reply.stop_requested() is False
+    assert asked == []
+    clock.now += 0.06
+    assert reply.stop_requested() is False and reply.stop_requested() is False  # asked once
     clock.now += 0.06
     assert reply.stop_requested() is True and reply.stop_requested() is True
     assert asked == ["r1", "r1"]

@@ -145,6 +145,9 @@ def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(privat
         def remote_among(self, room, members):
             return here.remote_among(room, members)
 
+        def room_members(self, room):
+            return client.hkeys(here.room_key(room))
+
     class SocketIO:
         server = type("Server", (), {"manager": Manager()})()
 
@@ -167,3 +170,9 @@ def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(privat
     emitter.flush()
     assert socketio.emitted[-1] == ("response_chunk", {})  # through the queue
     assert client.get("inflight:text:r1") == b"Hello again"
+    _CountingRedis.round_trips = 0
+    emitter.usage({"total_tokens_used": 3})  # informational: goes by the flush's read of presence
+    assert _CountingRedis.round_trips == 0 and socketio.emitted[-1] == ("token_usage", {})
+    there.left("conversation:c1")
+    emitter.done("r1", "stop")  # the end of the reply reads presence afresh: nobody elsewhere now
+    assert _CountingRedis.round_trips == 1 and socketio.emitted[-1] == ("response_done", {"ignore_queue": True})

@@ -70,11 +70,18 @@ class MemoryInflight:
             self._stops.discard(reply_id)
 
 
+FINISH_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('DEL', KEYS[2], KEYS[3])
+"""
+
+
 class RedisInflight:
     """Same contract, in Redis: `inflight:conv:<id>` -> reply id, `inflight:text:<reply>`, `inflight:stop:<reply>`."""
 
     def __init__(self, client) -> None:
         self.redis = client
+        self._finish = client.register_script(FINISH_SCRIPT)
 
     def start(self, conversation_id: str, reply_id: str) -> bool:
         return bool(self.redis.set(f"inflight:conv:{conversation_id}", reply_id, nx=True, ex=TTL_SECONDS))
@@ -119,12 +126,12 @@ class RedisInflight:
             return False
 
     def finish(self, conversation_id: str, reply_id: str) -> None:
-        """Release the claim; if Redis is down it stays, and live_snapshot clears it once Redis is back."""
-        key = f"inflight:conv:{conversation_id}"
+        """Release the claim (only if it is still this reply's) and the reply's text and Stop flag,
+        in one round trip; if Redis is down the claim stays, and live_snapshot clears it once Redis
+        is back."""
         try:
-            if self.redis.get(key) == reply_id.encode():
-                self.redis.delete(key)
-            self.redis.delete(f"inflight:text:{reply_id}", f"inflight:stop:{reply_id}")
+            self._finish(keys=[f"inflight:conv:{conversation_id}", f"inflight:text:{reply_id}",
+                               f"inflight:stop:{reply_id}"], args=[reply_id])
         except redis.RedisError as error:
             log.warning("In-flight claim not released: %s", type(error).__name__)
 

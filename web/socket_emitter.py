@@ -7,6 +7,8 @@ from flask_socketio import SocketIO
 
 from . import flush_pacer, orphans
 
+PRESENCE_REUSE_S = 1.0  # how old a read of the room's presence an informational event may go by
+
 
 def user_room(user_id: str) -> str:
     """Every tab of one user: file-job progress goes here, whichever conversation is open."""
@@ -34,7 +36,8 @@ class SocketEmitter:
         self._buffer: list[str] = []
         self._last_flush = self.clock()
         self._sent_any = False
-        self._stop, self._stop_checked = False, float("-inf")
+        self._stop, self._stop_checked = False, self.clock()  # a reply just started has not been stopped
+        self._remote: tuple[float, bool] | None = None  # (read at, another instance has a member)
         self._leased = owner is not None
         if owner is not None:
             orphans.lease(socketio, reply_id, {**owner, "conversation_id": conversation_id})
@@ -59,6 +62,21 @@ class SocketEmitter:
         self.socketio.emit(event, {**payload, "conversation_id": self.conversation_id}, to=self.room,
                            **({"ignore_queue": True} if local_only else {}))
 
+    def _local_only(self, max_age_s: float) -> bool:
+        """Whether no other instance has a member in the room, as read within `max_age_s` (read
+        again when older). Status, routing, progress and usage go by a read up to PRESENCE_REUSE_S
+        old (a tab joining elsewhere just then misses one of those, and its page reads the reply's
+        state when it joins); the end of a reply reads it fresh. False without presence: the
+        Socket.IO manager then decides as usual."""
+        if self.presence_key is None:
+            return False
+        if self._remote is None or self.clock() - self._remote[0] > max_age_s:
+            self._remote = (self.clock(), self.manager.remote_among(self.room, self.manager.room_members(self.room)))
+        return not self._remote[1]
+
+    def _inform(self, event: str, payload: dict) -> None:
+        self._emit(event, payload, self._local_only(PRESENCE_REUSE_S))
+
     def chunk(self, text: str) -> None:
         """The first text goes out at once (time to first chunk is what users feel); later text is
         sent at most every flush interval."""
@@ -75,32 +93,35 @@ class SocketEmitter:
             appended = self.inflight.append(self.reply_id, text, self.presence_key)
             if appended.stopped is not None:  # the same round trip answered whether Stop was pressed
                 self._stop, self._stop_checked = self._stop or appended.stopped, self._last_flush
-            local_only = appended.room_members is not None and not self.manager.remote_among(
-                self.room, appended.room_members)
+            local_only = False
+            if appended.room_members is not None:
+                self._remote = (self._last_flush, self.manager.remote_among(self.room, appended.room_members))
+                local_only = not self._remote[1]
             self._emit("response_chunk", {"chunk": text, "message_id": self.reply_id}, local_only)
 
     def status(self, phase: str, detail: str = "") -> None:
-        self._emit("status", {"phase": phase, "detail": detail, "message_id": self.reply_id})
+        self._inform("status", {"phase": phase, "detail": detail, "message_id": self.reply_id})
 
     def routing(self, decision: dict) -> None:
-        self._emit("routing", {**decision, "message_id": self.reply_id})
+        self._inform("routing", {**decision, "message_id": self.reply_id})
 
     def progress(self, payload: dict) -> None:
-        self._emit("file_progress", {**payload, "message_id": self.reply_id})
+        self._inform("file_progress", {**payload, "message_id": self.reply_id})
 
     def usage(self, payload: dict) -> None:
         self.flush()
-        self._emit("token_usage", payload)
+        self._inform("token_usage", payload)
 
     def done(self, message_id: str, finish_reason: str, extra: dict | None = None) -> None:
         self.flush()
         self._release()
-        self._emit("response_done", {**(extra or {}), "message_id": message_id, "finish_reason": finish_reason})
+        self._emit("response_done", {**(extra or {}), "message_id": message_id, "finish_reason": finish_reason},
+                   self._local_only(0))
 
     def error(self, message: str) -> None:
         self.flush()
         self._release()
-        self._emit("error", {"message": message, "message_id": self.reply_id})
+        self._emit("error", {"message": message, "message_id": self.reply_id}, self._local_only(0))
 
     def _release(self) -> None:
         """The reply is stored (done) or has failed for good (error): no longer an orphan if we die."""
