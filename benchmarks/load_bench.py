@@ -235,7 +235,8 @@ class Chat:
 
 
 async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: float, sampler: ProcessSampler,
-                   fake_sampler: ProcessSampler):
+                   fake_sampler: ProcessSampler, spy: Spy | None = None):
+    """Connect every client, then chat; CPU and the optional py-spy cover the chatting only."""
     http_sessions = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(clients)]
     chats = [Chat(base, tokens) for _ in range(clients)]
     connect_failures = 0
@@ -249,10 +250,14 @@ async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: f
     started, own_cpu = time.monotonic(), time.process_time()
     for measured in (sampler, fake_sampler):  # CPU while chatting, not while connecting
         measured.cpu_start, measured.wall_start = measured.cpu(), time.monotonic()
+    if spy:
+        spy.start()
     await asyncio.gather(*(c.run(random.uniform(0, ramp), timeout) for c in connected))
     elapsed = time.monotonic() - started
     cpu = sampler.cpu_percent()
     fake_sampler.cpu_end = fake_sampler.cpu_percent()
+    if spy:
+        spy.stop()
     load_cpu = 100 * (time.process_time() - own_cpu) / elapsed
     sampling.cancel()
     for chat in connected:
@@ -359,7 +364,7 @@ def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> d
             spy = Spy(Path(args.py_spy), _workers(processes)) if args.py_spy else None
             try:
                 chats, failures, elapsed, cpu, load_cpu = asyncio.run(
-                    run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler, fake_sampler))
+                    run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler, fake_sampler, spy))
             finally:
                 if spy:
                     spy.stop()
