@@ -67,15 +67,21 @@ def run_blocking(function: Callable[..., R], *args) -> R:
 
 class OffLoop:
     """Runs every method of the wrapped object on a real thread: for blocking libraries (sqlite3)
-    that would otherwise stall an eventlet or gevent worker for the length of each call."""
+    that would otherwise stall an eventlet or gevent worker for the length of each call.
 
-    def __init__(self, target) -> None:
-        self._target = target
+    With a `twin` (SqliteStore.loop_twin), the quick reads it names (LOOP_READS) run on the loop
+    itself: cheaper than the hop to a thread. One that fails with LOOP_RETRY (busy) runs on a thread.
+    """
+
+    def __init__(self, target, twin=None) -> None:
+        self._target, self._twin = target, twin
 
     def __getattr__(self, name: str):
         value = getattr(self._target, name)
         if not callable(value):
             return value
+        if self._twin is not None and name in self._twin.LOOP_READS:
+            return _on_loop_first(getattr(self._twin, name), value, self._twin.LOOP_RETRY)
 
         @functools.wraps(value)
         def call(*args, **kwargs):
@@ -83,9 +89,19 @@ class OffLoop:
         return call
 
 
-def off_loop(target):
-    """The target itself in threading mode, else an OffLoop around it."""
-    return target if _mode == "threading" else OffLoop(target)
+def _on_loop_first(quick, value, retry: tuple[type[BaseException], ...]):
+    @functools.wraps(value)
+    def call(*args, **kwargs):
+        try:
+            return quick(*args, **kwargs)
+        except retry:
+            return run_blocking(functools.partial(value, *args, **kwargs))
+    return call
+
+
+def off_loop(target, twin=None):
+    """The target itself in threading mode, else an OffLoop around it (see OffLoop for `twin`)."""
+    return target if _mode == "threading" else OffLoop(target, twin)
 
 
 def bounded_map(function: Callable[[T], R], items: Iterable[T], size: int) -> list[R]:

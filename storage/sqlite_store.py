@@ -5,6 +5,7 @@ import json
 import sqlite3
 import threading
 import time
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -49,15 +50,31 @@ class SqliteStore(SqliteAccounts, SqliteBranch, SqliteImages, SqliteLibrary, Sql
     """
 
     backend = "sqlite"
+    # Indexed reads of one row or a bounded few, which an eventlet/gevent worker's event loop runs
+    # itself through loop_twin() (agents/offload.py): each takes well under a millisecond, while
+    # the hop to a thread costs the loop a turn and a GIL hand-over, ~100-300 ms of waiting each on
+    # a loaded worker. A chat turn makes 18 store calls; 15 are these.
+    LOOP_READS = frozenset({"get_message", "get_conversation", "message_images", "get_pinned_facts",
+                            "branch_since", "storage_bytes", "list_documents", "get_document"})
+    LOOP_RETRY = (sqlite3.OperationalError,)  # e.g. busy past LOOP_BUSY_TIMEOUT_S: run on a thread instead
+    LOOP_BUSY_TIMEOUT_S = 0.05
 
-    def __init__(self, path: Path | str, search_candidates: int = 2000, busy_timeout_s: float = 10.0):
+    def __init__(self, path: Path | str, search_candidates: int = 2000, busy_timeout_s: float = 10.0,
+                 one_connection: bool = False):
         self.path = str(path)
         self.search_candidates = search_candidates
         self.busy_timeout_s = busy_timeout_s
-        self._local = threading.local()
+        # one_connection: for loop_twin, whose callers are green threads of one OS thread
+        self._local = types.SimpleNamespace() if one_connection else threading.local()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             private_database(self.path)  # 0600 before SQLite creates it, and so its -wal and -shm
+
+    def loop_twin(self) -> SqliteStore:
+        """A store on the same file for LOOP_READS on the event loop's own thread: one connection
+        shared by its green threads (a read never yields halfway, so two never use it at once) and
+        a short busy wait (a read that meets a checkpoint raises and is run on a thread instead)."""
+        return SqliteStore(self.path, self.search_candidates, self.LOOP_BUSY_TIMEOUT_S, one_connection=True)
 
     # -- connection and transactions -------------------------------------------------------
     def _db(self) -> sqlite3.Connection:

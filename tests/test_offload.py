@@ -67,6 +67,41 @@ def test_under_eventlet_the_hub_keeps_running(tmp_path):
     run_under_eventlet(OFFLOAD_UNDER_EVENTLET, tmp_path, str(tmp_path / "e.sqlite3"))
 
 
+QUICK_READS_ON_THE_LOOP = """
+    import sqlite3
+    from storage.sqlite_store import SqliteStore
+    raw = SqliteStore(sys.argv[1])
+    raw.migrate()
+    store = offload.off_loop(raw, raw.loop_twin())
+    hops = []
+    real_run_blocking = offload.run_blocking
+    offload.run_blocking = lambda function, *args: hops.append(function) or real_run_blocking(function, *args)
+    cid = store.create_conversation("alice", "t")["conversation_id"]  # a write: on a thread
+    assert len(hops) == 1
+    message = store.append_message("alice", cid, "user", "hello", tokens=2)
+    found = []
+    pool = eventlet.GreenPool(50)
+    for _ in range(200):  # green threads sharing the loop's one connection, never at once
+        pool.spawn(lambda: found.append(store.get_message("alice", message["message_id"])["content"]))
+    pool.waitall()
+    assert found == ["hello"] * 200 and len(hops) == 2, len(hops)  # read on the loop: no hop
+    assert store.get_conversation("alice", cid)["title"] == "t" and len(hops) == 2  # sees the thread's writes
+    twin = raw.loop_twin()
+
+    def busy(*args):
+        raise sqlite3.OperationalError("database is locked")
+    twin.get_message = busy
+    store = offload.off_loop(raw, twin)
+    assert store.get_message("alice", message["message_id"])["content"] == "hello"  # busy: on a thread
+    assert len(hops) == 3
+    print("ok")
+"""
+
+
+def test_quick_reads_run_on_the_loop_and_fall_back_to_a_thread(tmp_path):
+    run_under_eventlet(QUICK_READS_ON_THE_LOOP, tmp_path, str(tmp_path / "q.sqlite3"))
+
+
 def test_sweep_removes_only_old_saved_uploads(tmp_path):
     old, fresh, other = tmp_path / "a.upload", tmp_path / "b.upload", tmp_path / "keep.txt"
     for path in (old, fresh, other):

@@ -37,8 +37,9 @@ class _Holder:
                     store = make_store(self.config)
                     if self.config.AUTO_MIGRATE:
                         store.migrate()
-                    # sqlite3 blocks the whole worker under eventlet/gevent; pymongo is cooperative.
-                    self.store = offload.off_loop(store) if store.backend == "sqlite" else store
+                    # sqlite3 blocks the whole worker under eventlet/gevent (but for quick reads, see
+                    # SqliteStore.LOOP_READS); pymongo is cooperative.
+                    self.store = offload.off_loop(store, store.loop_twin()) if store.backend == "sqlite" else store
         return self.store
 
 
