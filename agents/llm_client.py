@@ -92,7 +92,8 @@ class LLMClient:
                  connect_timeout: float = 5, read_timeout: float = 60, max_retries: int = 3,
                  backoff_base: float = 0.5, backoff_max: float = 20,
                  session: requests.Session | None = None,
-                 sleep: Callable[[float], object] = time.sleep, read_interval: float = 0.0) -> None:
+                 sleep: Callable[[float], object] = time.sleep,
+                 read_interval: float | Callable[[], float] = 0.0) -> None:
         self.endpoint = endpoint_for(base_url)
         self.model = model
         self.timeout = (connect_timeout, read_timeout)

@@ -26,14 +26,15 @@ MAX_SIZE_LINE = 1024
 HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
-def paced_body(response: requests.Response, interval: float, sleep: Callable[[float], object],
-               clock: Callable[[], float] = time.monotonic) -> PacedBody | None:
+def paced_body(response: requests.Response, interval: float | Callable[[], float],
+               sleep: Callable[[float], object], clock: Callable[[], float] = time.monotonic) -> PacedBody | None:
     """The body's bytes, read at most every `interval` s once pacing started; None when this
-    response cannot be paced."""
+    response cannot be paced. `interval` may be a function: the page's flush interval, which grows
+    while the event loop lags (web/flush_pacer.py), so a loaded worker reads less often too."""
     raw = response.raw
     http_response = getattr(raw, "_fp", None)
     socket_file = getattr(http_response, "fp", None)
-    if interval <= 0 or not hasattr(socket_file, "read1"):
+    if _seconds(interval) <= 0 or not hasattr(socket_file, "read1"):
         return None
     if response.headers.get("content-encoding", "identity").lower() != "identity":
         return None
@@ -50,16 +51,20 @@ def paced_body(response: requests.Response, interval: float, sleep: Callable[[fl
 class _Pacer:
     """Waits before each read until `interval` has passed since the one before, once pacing started."""
 
-    def __init__(self, interval: float, sleep, clock) -> None:
+    def __init__(self, interval: float | Callable[[], float], sleep, clock) -> None:
         self.interval, self.sleep, self.clock = interval, sleep, clock
         self.pacing, self.last = False, 0.0
 
     def before_read(self) -> None:
         if self.pacing:
-            wait = self.interval - (self.clock() - self.last)
+            wait = _seconds(self.interval) - (self.clock() - self.last)
             if wait > 0:
                 self.sleep(wait)
         self.last = self.clock()
+
+
+def _seconds(interval: float | Callable[[], float]) -> float:
+    return interval() if callable(interval) else interval
 
 
 class PacedBody:

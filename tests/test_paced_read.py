@@ -124,3 +124,21 @@ def test_paced_read_closing_the_stream_closes_the_connection(fake_llm, paced):
     next(events)
     events.close()
     assert fake_llm.client_gone.wait(2)
+
+
+def test_paced_read_follows_an_interval_that_grows_under_load(fake_llm):
+    """The read interval may be a function (the page's flush interval, longer while the event loop
+    lags): a loaded worker then wakes for the model's stream as rarely as it sends the page text."""
+    intervals, sleep = [0.05], PacingSleep()
+    client = LLMClient(fake_llm.url, None, model="fake-model", read_timeout=2, sleep=sleep,
+                       read_interval=lambda: intervals[0])
+    fake_llm.tokens, fake_llm.token_delay = 40, 0.01
+    try:
+        events = client.stream_chat(MESSAGES, 100)
+        next(events)
+        intervals[0] = 0.2  # the loop started lagging
+        text = "word0" + "".join(event.text for event in events if event.kind == "content")
+    finally:
+        client.close()
+    assert text == "".join(fake_llm.pieces(100)[0])
+    assert 1 <= sleep.calls <= 4  # ~0.4 s of tokens read every 200 ms, not every 50 ms (~8)

@@ -1,6 +1,8 @@
 """HTTP side of the app: blueprints, identity, JSON errors."""
 from __future__ import annotations
 
+import functools
+
 from flask import Flask
 from flask_socketio import SocketIO
 
@@ -19,6 +21,7 @@ def register(app: Flask) -> None:
         context,
         conversations,
         errors,
+        flush_pacer,
         generations,
         images,
         inflight,
@@ -44,7 +47,12 @@ def register(app: Flask) -> None:
                                        else inflight.MemoryInflight())
     app.extensions["chat_calibration"] = Calibration()
     socketio = app.extensions["socketio"]
-    app.extensions["chat_providers"] = Providers(app.config["CHAT"], redis_client, sleep=socketio.sleep)
+    config = app.config["CHAT"]
+    # the model's stream is read as often as the page is sent text: less often while the loop lags
+    read_interval = functools.partial(flush_pacer.read_interval_s, socketio, config.STREAM_FLUSH_MS,
+                                      config.STREAM_FLUSH_MAX_MS)
+    app.extensions["chat_providers"] = Providers(config, redis_client, sleep=socketio.sleep,
+                                                 client_options={"read_interval": read_interval})
     offload.configure(socketio.async_mode)
     sweep_orphans(uploads.upload_folder(app.config["CHAT"]))
     pages.check_vendor_files()

@@ -37,6 +37,14 @@ def interval_s(base_ms: float, max_ms: float, lag_s: float) -> float:
     return min(max(base_ms, max_ms), base_ms + GAIN * lag_s * 1000) / 1000
 
 
+def read_interval_s(socketio, base_ms: float, max_ms: float) -> float:
+    """How often a reply's model stream is read: every STREAM_FLUSH_MS, or every half flush
+    interval while the loop lags (read at the flush interval itself, a read landing just before a
+    flush is due would hold its text back a whole interval more)."""
+    lag = getattr(socketio, "_chat_loop_lag", None)
+    return max(base_ms / 1000, interval_s(base_ms, max_ms, lag.seconds if lag else 0.0) / 2)
+
+
 def loop_lag(socketio) -> LoopLag:
     """The process's lag gauge, its probe started on first use (one per Socket.IO object)."""
     lag = getattr(socketio, "_chat_loop_lag", None)
