@@ -53,9 +53,10 @@ class CachedRedisStorage(pybreaker.CircuitRedisStorage):
         self._seen = None
 
     def reset_counter(self) -> None:
-        """After a success: a write only when failures were counted since this process last looked."""
+        """After a success: a write only when failures were counted when this process last looked
+        (at the request's start, at most ttl_s before; a reply can stream for longer than that)."""
         seen = self._seen
-        if seen is not None and seen[2] == 0 and self.clock() - seen[0] < self.ttl_s:
+        if seen is not None and seen[2] == 0:
             return
         super().reset_counter()
         if seen is not None:

@@ -167,7 +167,9 @@ def test_adaptive_flush_stop_is_asked_once_per_interval_not_per_token():
     reply, _, clock = emitter()
     asked = []
     reply.inflight.stop_requested = lambda reply_id: asked.append(reply_id) or len(asked) > 1
-    for _ in range(20):  # tokens within the first interval: a reply just started was not stopped yet
+    reply.inflight.start("c1", "r1")
+    reply.chunk("first")  # sent at once: its flush answered Stop
+    for _ in range(20):  # tokens within one interval: no more round trips
         assert reply.stop_requested() is False
     assert asked == []
     clock.now += 0.06
@@ -194,3 +196,16 @@ def test_adaptive_flush_buffered_text_lets_the_next_flush_answer_stop():
     reply.chunk(" fourth")  # buffered again, and no more tokens come (a silent model)
     clock.now += 0.11
     assert reply.stop_requested() is False and asked == ["r1"]
+
+
+def test_adaptive_flush_before_any_text_stop_is_asked_after_a_silence_only():
+    """Before the first text nothing is asked (that text's flush answers at once, even when a busy
+    worker took longer than an interval to get it); a model silent or reasoning for long still is."""
+    from web.socket_emitter import FIRST_STOP_CHECK_S
+    reply, _, clock = emitter()
+    asked = []
+    reply.inflight.stop_requested = lambda reply_id: asked.append(reply_id) or True
+    clock.now += FIRST_STOP_CHECK_S / 2
+    assert reply.stop_requested() is False and asked == []
+    clock.now += FIRST_STOP_CHECK_S
+    assert reply.stop_requested() is True and asked == ["r1"]

@@ -69,7 +69,7 @@ def send_message(socketio: SocketIO, data) -> dict:
     reply_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"reply:{message_id}"))
     join_room(conversation_room(conversation_id))
     ack = {"ok": True, "conversation_id": conversation_id, "message_id": message_id, "reply_id": reply_id}
-    if _already_answered(store, user_id, conversation_id, reply_id):
+    if client_id is not None and _already_answered(store, user_id, conversation_id, reply_id):
         return {**ack, "duplicate": True}
     if not claim(inflight(), conversation_id, reply_id, is_stored()):
         return refuse(BUSY)
@@ -97,7 +97,8 @@ def _resent(store, user_id: str, client_id: str | None) -> dict | None:
 
 
 def _already_answered(store, user_id: str, conversation_id: str, reply_id: str) -> bool:
-    """A re-sent message (same client_message_id) whose reply exists or is being generated."""
+    """A re-sent message (same client_message_id) whose reply exists or is being generated (a
+    message without one has a fresh id: it cannot have been answered)."""
     snapshot = inflight().snapshot(conversation_id)
     if snapshot and snapshot["message_id"] == reply_id:
         return True

@@ -8,6 +8,7 @@ from flask_socketio import SocketIO
 from . import flush_pacer, orphans
 
 PRESENCE_REUSE_S = 1.0  # how old a read of the room's presence an informational event may go by
+FIRST_STOP_CHECK_S = 2.0  # before any text: reasoning or a silent model still sees Stop this soon
 
 
 def user_room(user_id: str) -> str:
@@ -52,6 +53,8 @@ class SocketEmitter:
         so this asks only if that flush is a whole interval late (a reasoning model's silence)."""
         now = self.clock()
         due = self.interval_s() * (2 if self._buffer else 1)
+        if not self._sent_any:  # the first text's flush answers at once; only a long silence asks apart
+            due = max(due, FIRST_STOP_CHECK_S)
         if not self._stop and now - self._stop_checked >= due:
             self._stop_checked = now
             self._stop = self.inflight.stop_requested(self.reply_id)
