@@ -174,5 +174,6 @@ def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(privat
     emitter.usage({"total_tokens_used": 3})  # informational: goes by the flush's read of presence
     assert _CountingRedis.round_trips == 0 and socketio.emitted[-1] == ("token_usage", {})
     there.left("conversation:c1")
+    _CountingRedis.round_trips = 0
     emitter.done("r1", "stop")  # the end of the reply reads presence afresh: nobody elsewhere now
     assert _CountingRedis.round_trips == 1 and socketio.emitted[-1] == ("response_done", {"ignore_queue": True})
