@@ -10,6 +10,7 @@ is injectable so the app can pass `socketio.sleep` and tests need not wait.
 """
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
 import random
@@ -102,7 +103,7 @@ class LLMClient:
         self.read_interval = read_interval  # read the stream at most this often (see paced_read)
         self._api_key = api_key
         self._owns_session = session is None
-        self._session = session or _pooled_session()
+        self._session = session or pooled_session()
         self._compat: set[str] = set()
 
     def __repr__(self) -> str:
@@ -297,9 +298,11 @@ class LLMClient:
         return self.endpoint.url.split("?", 1)[0]
 
 
-def _pooled_session() -> requests.Session:
-    """Enough kept-alive connections for the file agent's concurrent chunk calls."""
+def pooled_session() -> requests.Session:
+    """Enough kept-alive connections for the file agent's concurrent chunk calls. No cookies: one
+    session serves every user's requests to an endpoint (agents/providers.py)."""
     session = requests.Session()
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=CONNECTIONS_PER_HOST)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -10,8 +10,9 @@ often delays nothing the user sees. Reads are immediate until the caller has its
 Reads go to the response's buffered socket file (`read1`: what is buffered, or one socket read),
 and HTTP/1.1 chunked framing is undone here. Where that file cannot be reached or the body is
 framed otherwise (compressed, Content-Length), `paced_body` returns None and the caller reads as
-before. The connection is closed afterwards instead of going back to the pool, because http.client
-never saw the body end.
+before. A chunked body read to its clean end (the last chunk and its blank line, nothing after)
+hands the connection back to the pool for the next request (`_hand_back`); one left earlier
+(Stop, an error) or ending otherwise is closed, since http.client never saw that body end.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def paced_body(response: requests.Response, interval: float | Callable[[], float
     if getattr(raw, "chunked", False):
         if getattr(http_response, "chunk_left", "?") is not None:  # http.client already began reading
             return None
-        return PacedBody(_dechunked(_paced_reads(socket_file, pacer)), pacer)
+        return PacedBody(_dechunked(_paced_reads(socket_file, pacer), lambda: _hand_back(response)), pacer)
     if response.headers.get("content-length") is None:  # ends when the server closes the connection
         return PacedBody(_paced_reads(socket_file, pacer), pacer)
     return None
@@ -89,12 +90,15 @@ def _paced_reads(socket_file, pacer: _Pacer) -> Iterator[bytes]:
         yield data
 
 
-def _dechunked(reads: Iterator[bytes]) -> Iterator[bytes]:
-    """HTTP/1.1 chunked transfer coding undone; one piece of body per read (several chunks joined)."""
+def _dechunked(reads: Iterator[bytes], at_clean_end: Callable[[], None] = lambda: None) -> Iterator[bytes]:
+    """HTTP/1.1 chunked transfer coding undone; one piece of body per read (several chunks joined).
+    `at_clean_end` runs when the last chunk and its blank line were read with nothing after them."""
     buffer = b""
     for data in reads:
         buffer += data
         body, buffer, finished = _take_chunks(buffer)
+        if finished and buffer == b"\r\n":
+            at_clean_end()
         if body:
             yield body
         if finished:
@@ -112,8 +116,8 @@ def _take_chunks(buffer: bytes) -> tuple[bytes, bytes, bool]:
                 raise requests.exceptions.ChunkedEncodingError("A chunk size line is too long.")
             return b"".join(pieces), buffer, False
         size = _chunk_size(buffer[:line_end])
-        if size == 0:  # the last chunk; trailers, if any, are not needed
-            return b"".join(pieces), b"", True
+        if size == 0:  # the last chunk; what follows (trailers, its blank line) is returned as the rest
+            return b"".join(pieces), buffer[line_end + 2:], True
         start = line_end + 2
         if len(buffer) < start + size + 2:
             return b"".join(pieces), buffer, False
@@ -121,6 +125,17 @@ def _take_chunks(buffer: bytes) -> tuple[bytes, bytes, bool]:
             raise requests.exceptions.ChunkedEncodingError("A chunk does not end where its size says.")
         pieces.append(buffer[start:start + size])
         buffer = buffer[start + size + 2:]
+
+
+def _hand_back(response: requests.Response) -> None:
+    """The whole body was read here, behind http.client's back: tell it the body ended, and give
+    urllib3's connection back to its pool (kept alive for the next request, unless the server
+    said it will close it). Best effort: if either library refuses, the connection is closed."""
+    try:
+        response.raw._fp._close_conn()
+        response.raw.release_conn()
+    except Exception:  # noqa: BLE001 - a private detail changed: fall back to closing, as before
+        response.close()
 
 
 def _chunk_size(line: bytes) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import pybreaker
+import requests
 
 import metrics
 from agents.breakers import CachedRedisStorage, SharedBreaker
@@ -26,6 +27,7 @@ from agents.llm_client import (
     LLMError,
     LLMUnavailable,
     collect,
+    pooled_session,
 )
 from agents.sse import StreamEvent
 from agents.vision import TextOnlyModels
@@ -64,6 +66,7 @@ class Providers:
                                "read_interval": config.STREAM_FLUSH_MS / 1000, **(client_options or {})}
         self._redis = redis_client
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
+        self._sessions: dict[str, requests.Session] = {}
         self._models: tuple[float, list[str]] | None = None
         self.text_only = TextOnlyModels(redis_client)  # models a server refused an image for (vision.py)
 
@@ -141,7 +144,13 @@ class Providers:
                 "in_use": in_use}
 
     def _client(self, endpoint: Endpoint) -> LLMClient:
-        return LLMClient(endpoint.base_url, endpoint.api_key, model=endpoint.model, **self.client_options)
+        """A client per turn over one kept-alive session per endpoint URL: a connection (and against
+        HTTPS its TLS handshake) is reused by the next turn instead of made anew each time."""
+        session = self._sessions.get(endpoint.base_url)
+        if session is None:
+            session = self._sessions[endpoint.base_url] = pooled_session()
+        return LLMClient(endpoint.base_url, endpoint.api_key, model=endpoint.model, session=session,
+                         **self.client_options)
 
 
 class FailoverClient:

@@ -142,3 +142,34 @@ def test_paced_read_follows_an_interval_that_grows_under_load(fake_llm):
         client.close()
     assert text == "".join(fake_llm.pieces(100)[0])
     assert 1 <= sleep.calls <= 4  # ~0.4 s of tokens read every 200 ms, not every 50 ms (~8)
+
+
+def test_paced_read_hands_a_finished_connection_back_for_the_next_turn(fake_llm, tmp_path):
+    """A paced stream read to its clean end leaves its kept-alive connection to the next request
+    (Providers keeps one session per endpoint); one left early (Stop) is closed, never reused."""
+    from agents.providers import Providers
+    from config import TestConfig
+    accepted = []
+    server = fake_llm._server
+    original = server.process_request
+    server.process_request = lambda request, address: accepted.append(address) or original(request, address)
+    providers = Providers(TestConfig(tmp_path, OPENAI_BASE_URL=fake_llm.url),
+                          client_options={"read_interval": 0.02})
+    fake_llm.tokens, fake_llm.token_delay = 10, 0.005
+    expected = "".join(fake_llm.pieces(100)[0])
+    for _ in range(3):  # three turns, each with its own client
+        client = providers.client("chat")
+        try:
+            assert "".join(e.text for e in client.stream_chat(MESSAGES, 100) if e.kind == "content") == expected
+        finally:
+            client.close()
+    assert len(accepted) == 1
+    client = providers.client("chat")
+    stream = client.stream_chat(MESSAGES, 100)
+    next(stream)
+    stream.close()  # Stop after the first token: this connection is closed
+    client.close()
+    client = providers.client("chat")
+    assert "".join(e.text for e in client.stream_chat(MESSAGES, 100) if e.kind == "content") == expected
+    client.close()
+    assert len(accepted) == 2
