@@ -32,20 +32,17 @@ class CachedRedisStorage(pybreaker.CircuitRedisStorage):
 
     @property
     def state(self) -> str:
-        return self.refresh_if_stale()[1]
-
-    def refresh_if_stale(self) -> tuple[float, str, int]:
-        """The cached (read at, state, failure counter), read anew from Redis when older than ttl_s."""
+        """The cached state, read anew from Redis (with the failure counter) when older than ttl_s."""
         seen = self._seen
         if seen is not None and (self._refreshing or self.clock() - seen[0] < self.ttl_s):
-            return seen  # fresh, or another green thread is reading it now: no herd at each expiry
+            return seen[1]  # fresh, or another green thread is reading it now: no herd at each expiry
         self._refreshing = True
         try:
             now = self.clock()  # (the parent's getters fall back on their own when Redis is down)
-            seen = self._seen = (now, pybreaker.CircuitRedisStorage.state.fget(self), super().counter)
+            self._seen = (now, pybreaker.CircuitRedisStorage.state.fget(self), super().counter)
         finally:
             self._refreshing = False
-        return seen
+        return self._seen[1]
 
     @state.setter
     def state(self, state: str) -> None:

@@ -145,8 +145,8 @@ def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(privat
         def remote_among(self, room, members):
             return here.remote_among(room, members)
 
-        def room_members(self, room):
-            return client.hkeys(here.room_key(room))
+        def remote(self, room):
+            return here.remote(room)
 
     class SocketIO:
         server = type("Server", (), {"manager": Manager()})()

@@ -74,7 +74,7 @@ class SocketEmitter:
         if self.presence_key is None:
             return False
         if self._remote is None or self.clock() - self._remote[0] > max_age_s:
-            self._remote = (self.clock(), self.manager.remote_among(self.room, self.manager.room_members(self.room)))
+            self._remote = (self.clock(), self.manager.remote(self.room))
         return not self._remote[1]
 
     def _inform(self, event: str, payload: dict) -> None:

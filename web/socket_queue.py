@@ -76,19 +76,13 @@ class PresenceRedisManager(RedisManager):
         its own round trip (web/socket_emitter.py); None for rooms without presence."""
         return self.presence.room_key(room) if self._tracked(room) else None
 
-    def room_members(self, room: str) -> list[bytes] | None:
-        """The instances with members in a tracked room, read now; None when Redis cannot answer."""
-        try:
-            return self.presence.redis.hkeys(self.presence.room_key(room))
-        except redis.RedisError as error:
-            log.warning("Room presence not readable: %s", type(error).__name__)
-            return None
+    def remote(self, room: str) -> bool:
+        """Whether a live instance other than this one has a member in `room`, read now (True when
+        Redis cannot answer: the emit then publishes, as it would without presence)."""
+        return self.presence.remote(room)
 
-    def remote_among(self, room: str, members: list[bytes] | None) -> bool:
-        """Whether `members` (read from presence_key(room)) include a live instance other than this one;
-        True when Redis cannot answer (the emit then publishes, as it would without presence)."""
-        if members is None:
-            return True
+    def remote_among(self, room: str, members: list[bytes]) -> bool:
+        """`remote`, given the members read from presence_key(room) in the caller's own round trip."""
         try:
             return self.presence.remote_among(room, members)
         except redis.RedisError as error:
