@@ -6,7 +6,7 @@ import sqlite3
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -83,26 +83,32 @@ class SqliteStore(SqliteAccounts, SqliteBranch, SqliteImages, SqliteLibrary, Sql
             db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                  check_same_thread=False)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            # switching a new file to WAL takes an exclusive lock that SQLite's busy handler does
+            # not always wait for (several instances opening one fresh file at once)
+            self._until_not_busy(lambda: db.execute("PRAGMA journal_mode=WAL"))
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             db.execute("PRAGMA foreign_keys=ON")
             self._local.db = db
         return db
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE, retried while another writer holds the lock."""
-        db = self._db()
+    def _until_not_busy(self, statement: Callable[[], object]) -> None:
+        """Run statement, again while another connection holds the lock, up to the busy timeout."""
         deadline = time.monotonic() + self.busy_timeout_s
         while True:
             try:
-                db.execute("BEGIN IMMEDIATE")
-                break
+                statement()
+                return
             except sqlite3.OperationalError as error:
                 if not is_busy(error) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE, retried while another writer holds the lock."""
+        db = self._db()
+        self._until_not_busy(lambda: db.execute("BEGIN IMMEDIATE"))
         try:
             yield db
             db.execute("COMMIT")
