@@ -70,6 +70,14 @@ class MemoryInflight:
             self._stops.discard(reply_id)
 
 
+APPEND_SCRIPT = """
+redis.call('APPEND', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local stopped = redis.call('EXISTS', KEYS[2])
+if KEYS[3] then return {stopped, redis.call('HKEYS', KEYS[3])} end
+return {stopped}
+"""
+
 FINISH_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('DEL', KEYS[2], KEYS[3])
@@ -82,25 +90,24 @@ class RedisInflight:
     def __init__(self, client) -> None:
         self.redis = client
         self._finish = client.register_script(FINISH_SCRIPT)
+        self._append = client.register_script(APPEND_SCRIPT)
 
     def start(self, conversation_id: str, reply_id: str) -> bool:
         return bool(self.redis.set(f"inflight:conv:{conversation_id}", reply_id, nx=True, ex=TTL_SECONDS))
 
     def append(self, reply_id: str, text: str, room_key: str | None = None) -> Appended:
         """Best effort: only a tab joining mid-reply reads this, so a Redis outage must not end the reply.
-        In the same transaction, asks whether Stop was requested and (with `room_key`) which instances
+        In the same script, asks whether Stop was requested and (with `room_key`) which instances
         have members in the reply's room: asked apart, each was one more round trip per flush (13% and
-        7% of a loaded instance's samples). One transaction also keeps web/socket_queue.py's order."""
-        key = f"inflight:text:{reply_id}"
-        pipe = self.redis.pipeline().append(key, text).expire(key, TTL_SECONDS).exists(f"inflight:stop:{reply_id}")
-        if room_key is not None:
-            pipe.hkeys(room_key)
+        7% of a loaded instance's samples). One script also keeps web/socket_queue.py's order, and is
+        one command, so the flushes of all replies streaming at once share round trips (redis_batch)."""
+        keys = [f"inflight:text:{reply_id}", f"inflight:stop:{reply_id}"] + ([room_key] if room_key is not None else [])
         try:
-            answers = pipe.execute()
+            answers = self._append(keys=keys, args=[text, TTL_SECONDS])
         except redis.RedisError as error:
             log.warning("In-flight text not saved: %s", type(error).__name__)
             return Appended(None)
-        return Appended(bool(answers[2]), answers[3] if room_key is not None else None)
+        return Appended(bool(answers[0]), answers[1] if room_key is not None else None)
 
     def snapshot(self, conversation_id: str) -> dict | None:
         reply_id = self.redis.get(f"inflight:conv:{conversation_id}")

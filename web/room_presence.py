@@ -19,6 +19,12 @@ INSTANCES_KEY = "presence:instances"
 ROOM_TTL_S = 24 * 3600  # a room key outlives any member; refreshed while a local member stays
 LIVENESS_CACHE_S = 2.0
 
+JOIN_SCRIPT = """
+redis.call('HSET', KEYS[1], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], 1, 'EX', ARGV[3])
+"""
+
 log = logging.getLogger("chat.presence")
 
 
@@ -28,12 +34,13 @@ class RoomPresence:
     def __init__(self, client: redis.Redis, instance_id: str, ttl_s: float) -> None:
         self.redis, self.instance_id, self.ttl_s = client, instance_id, ttl_s
         self._alive: dict[str, tuple[bool, float]] = {}  # other instance -> (alive, checked at)
+        self._join = client.register_script(JOIN_SCRIPT)  # one command: batched with others' (redis_batch)
 
     def joined(self, room: str) -> None:
-        """This instance's first member of `room` joined."""
-        key = ROOM_KEY + room  # alive too: a join may come before the first heartbeat
-        self._quietly(lambda: self.redis.pipeline(transaction=False).hset(key, self.instance_id, 1)
-                      .expire(key, ROOM_TTL_S).set(ALIVE_KEY + self.instance_id, 1, ex=self._ttl()).execute())
+        """This instance's first member of `room` joined (and it is alive: a join may come before
+        the first heartbeat)."""
+        self._quietly(lambda: self._join(keys=[ROOM_KEY + room, ALIVE_KEY + self.instance_id],
+                                         args=[self.instance_id, ROOM_TTL_S, self._ttl()]))
 
     def left(self, room: str) -> None:
         """This instance's last member of `room` left."""

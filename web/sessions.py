@@ -19,6 +19,8 @@ from flask import Flask, abort, current_app, g
 from flask_session.cachelib import CacheLibSessionInterface
 from flask_session.redis import RedisSessionInterface
 
+from .redis_batch import BatchingRedis
+
 log = logging.getLogger("chat.sessions")
 UNAVAILABLE = "Sessions are unavailable right now (Redis is not answering). Please retry in a moment."
 SESSION_OPTIONS = {"key_prefix": "session:", "permanent": True, "sid_length": 32}
@@ -118,7 +120,7 @@ def _mark_unavailable(error: Exception) -> None:
 def init_app(app: Flask, config) -> None:
     app.config.update(SESSION_PERMANENT=True, PERMANENT_SESSION_LIFETIME=30 * 86400)
     if config.REDIS_URL:
-        client = redis.from_url(config.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        client = BatchingRedis.from_url(config.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
         app.config["SESSION_REDIS"] = client
         app.session_interface = ResilientRedisSessionInterface(app, client=client, **SESSION_OPTIONS)
     else:

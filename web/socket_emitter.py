@@ -47,12 +47,14 @@ class SocketEmitter:
         return flush_pacer.interval_s(self.flush_ms, self.flush_max_ms, self.lag.seconds if self.lag else 0.0)
 
     def stop_requested(self) -> bool:
-        """Whether Stop was pressed, asked of the shared in-flight state at most once per flush
-        interval: asked per token, it was most of a busy worker's Redis round trips. While text
-        waits in the buffer, the flush due with the next token answers it in its own round trip,
-        so this asks only if that flush is a whole interval late (a reasoning model's silence)."""
+        """Whether Stop was pressed, asked of the shared in-flight state at most once per two flush
+        intervals: asked per token, it was most of a busy worker's Redis round trips. Every flush
+        answers it in its own round trip, and a token that comes a whole interval after the last
+        flush is flushed at once, so asking then too was a second round trip for the same answer
+        (10% of a loaded instance's samples, whose reads of the model come late): this asks only
+        when no flush answered for two intervals (a reasoning model's silence, tokens of no text)."""
         now = self.clock()
-        due = self.interval_s() * (2 if self._buffer else 1)
+        due = 2 * self.interval_s()
         if not self._sent_any:  # the first text's flush answers at once; only a long silence asks apart
             due = max(due, FIRST_STOP_CHECK_S)
         if not self._stop and now - self._stop_checked >= due:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import redis
 from socketio import RedisManager
 
+from .redis_batch import BatchingRedis
 from .room_presence import RoomPresence
 
 log = logging.getLogger("chat.presence")
@@ -33,7 +34,7 @@ class PresenceRedisManager(RedisManager):
                  on_beat: Callable[[RoomPresence], None] | None = None) -> None:
         super().__init__(url)
         self.prefixes = prefixes
-        self.presence = RoomPresence(redis.Redis.from_url(url), self.host_id, ttl_s)
+        self.presence = RoomPresence(BatchingRedis.from_url(url), self.host_id, ttl_s)
         self.on_beat = on_beat
 
     def initialize(self) -> None:

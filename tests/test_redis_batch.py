@@ -1,0 +1,108 @@
+"""BatchingRedis against the machine's Redis: concurrent callers share round trips, each keeps its
+own answer or error, scripts work, and under eventlet a killed waiter stalls nobody."""
+import threading
+import time
+
+import pytest
+import redis
+from conftest import run_under_eventlet
+
+from web.redis_batch import BatchingRedis
+
+
+class CountingConnection(redis.Connection):
+    """Counts the writes to Redis (a round trip each); the first one is slow, so callers pile up."""
+    sends = 0
+
+    def send_packed_command(self, command, check_health=True):
+        CountingConnection.sends += 1
+        if CountingConnection.sends == 1:
+            time.sleep(0.2)
+        return super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+def counted(redis_url):
+    CountingConnection.sends = 0
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    client = BatchingRedis(connection_pool=pool)
+    client.execute_command("PING")  # connection setup (SELECT) out of the count
+    CountingConnection.sends = 1  # past the slow first write
+    yield client
+    pool.disconnect()
+
+
+def _at_once(count: int, work) -> list:
+    results, barrier = [None] * count, threading.Barrier(count)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = work(index)
+        except Exception as error:  # noqa: BLE001 - the test looks at it
+            results[index] = error
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+def test_batching_redis_concurrent_callers_share_round_trips(counted):
+    CountingConnection.sends = 0  # the next write is the slow one: everyone else queues behind it
+    results = _at_once(40, lambda i: counted.incr("counter"))
+    assert sorted(results) == list(range(1, 41))
+    assert counted.get("counter") == b"40"
+    assert CountingConnection.sends <= 4  # the slow one, then the queue in one or two pipelines (not 40)
+
+
+def test_batching_redis_one_callers_error_is_its_own(counted):
+    counted.set("text", "not a number")
+    CountingConnection.sends = 0
+    results = _at_once(10, lambda i: counted.incr("text" if i == 3 else f"n{i}"))
+    assert isinstance(results[3], redis.ResponseError)
+    assert [r for i, r in enumerate(results) if i != 3] == [1] * 9
+
+
+def test_batching_redis_scripts_load_and_run_in_a_batch(counted):
+    script = counted.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    counted.script_flush()  # not loaded: the first calls get NOSCRIPT, load it, and retry
+    CountingConnection.sends = 0
+    results = _at_once(20, lambda i: script(keys=["total"], args=[1]))
+    assert sorted(results) == list(range(1, 21))
+
+
+def test_batching_redis_alone_sends_each_command_at_once(counted):
+    for n in range(1, 6):
+        assert counted.incr("solo") == n
+    assert CountingConnection.sends == 1 + 5  # no pipeline, no waiting: one write per command
+
+
+def test_batching_redis_connection_failure_reaches_every_caller_and_clears(redis_url):
+    client = BatchingRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    results = _at_once(5, lambda i: client.get("k"))
+    assert all(isinstance(r, redis.ConnectionError) for r in results)
+    assert not client._sending and not client._queued  # the next caller leads again
+
+
+KILLED_WAITER = """
+    from web.redis_batch import BatchingRedis
+    client = BatchingRedis.from_url(sys.argv[1])
+    client.set("k", 0)
+    slow = eventlet.spawn(client.blpop, ["nothing"], 0.1)  # a round trip that takes 100 ms
+    eventlet.sleep(0.005)  # the slow script's round trip is under way
+    victims = [eventlet.spawn(client.incr, "k") for _ in range(3)]
+    survivors = [eventlet.spawn(client.incr, "k") for _ in range(3)]
+    eventlet.sleep(0.005)
+    for victim in victims:  # queued behind the slow one; killed (GreenletExit) before their turn
+        victim.kill()
+    slow.wait()
+    assert sorted(s.wait() for s in survivors) == [1, 2, 3]
+    assert client.incr("k") == 4 and not client._queued
+    print("ok")
+"""
+
+
+def test_batching_redis_a_killed_waiter_stalls_nobody(redis_url, tmp_path):
+    run_under_eventlet(KILLED_WAITER, tmp_path, redis_url)
