@@ -83,18 +83,33 @@ def test_batching_redis_connection_failure_reaches_every_caller_and_clears(redis
     client = BatchingRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     results = _at_once(5, lambda i: client.get("k"))
     assert all(isinstance(r, redis.ConnectionError) for r in results)
+    assert len({id(r) for r in results}) == 5  # each its own: tracebacks do not mix
     assert not client._sending and not client._queued  # the next caller leads again
 
 
-KILLED_WAITER = """
+SLOW_FIRST_WRITE = """
+    import redis
     from web.redis_batch import BatchingRedis
-    client = BatchingRedis.from_url(sys.argv[1])
+
+    class SlowConnection(redis.Connection):  # the next `slow` writes take 100 ms: callers queue
+        slow = 0
+
+        def send_packed_command(self, command, check_health=True):
+            if SlowConnection.slow:
+                SlowConnection.slow -= 1
+                eventlet.sleep(0.1)
+            return super().send_packed_command(command, check_health)
+    client = BatchingRedis(connection_pool=redis.ConnectionPool.from_url(sys.argv[1], connection_class=SlowConnection))
     client.set("k", 0)
-    slow = eventlet.spawn(client.blpop, ["nothing"], 0.1)  # a round trip that takes 100 ms
-    eventlet.sleep(0.005)  # the slow script's round trip is under way
+    SlowConnection.slow = 1
+"""
+
+KILLED_WAITER = SLOW_FIRST_WRITE + """
+    slow = eventlet.spawn(client.get, "k")
+    eventlet.sleep(0.01)  # its round trip is under way
     victims = [eventlet.spawn(client.incr, "k") for _ in range(3)]
     survivors = [eventlet.spawn(client.incr, "k") for _ in range(3)]
-    eventlet.sleep(0.005)
+    eventlet.sleep(0.01)
     for victim in victims:  # queued behind the slow one; killed (GreenletExit) before their turn
         victim.kill()
     slow.wait()
@@ -106,3 +121,26 @@ KILLED_WAITER = """
 
 def test_batching_redis_a_killed_waiter_stalls_nobody(redis_url, tmp_path):
     run_under_eventlet(KILLED_WAITER, tmp_path, redis_url)
+
+
+KILLED_SENDER = SLOW_FIRST_WRITE + """
+    client.get("k")
+    SlowConnection.slow = 2  # the next caller leads alone and slowly; two queue, then are sent slowly too
+    first = eventlet.spawn(client.incr, "k")
+    eventlet.sleep(0.01)
+    queued = [eventlet.spawn(client.incr, "k") for _ in range(2)]
+    first.wait()  # its write done: the lead is handed to the first queued, which sends both
+    eventlet.sleep(0.01)
+    queued[0].kill()  # the sender, mid-round-trip: its batch-mate's outcome is unknown
+    try:
+        answer = queued[1].wait()
+    except redis.ConnectionError:
+        answer = "error"
+    assert answer == "error", answer  # never a silent None
+    assert int(client.get("k")) in (1, 2, 3) and not client._queued and not client._sending
+    print("ok")
+"""
+
+
+def test_batching_redis_a_sender_killed_mid_round_trip_fails_its_batch_loudly(redis_url, tmp_path):
+    run_under_eventlet(KILLED_SENDER, tmp_path, redis_url)

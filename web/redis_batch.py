@@ -9,14 +9,22 @@ trip is under way queue, and the next of them sends everything queued as one pip
 transaction: each command keeps its own result or error). An idle worker sends exactly as
 before; a busy one sends fewer, larger writes. The same idea as ioredis' auto-pipelining.
 
-Only single commands are batched (scripts too: EVALSHA is one command). `pipeline()`,
-`pubsub()` and locks go straight to the connection pool as usual.
+Only single commands are batched (scripts too: EVALSHA is one command); blocking ones are not
+(UNBATCHED). `pipeline()`, `pubsub()` and locks go straight to the connection pool as usual. Give
+the client a socket timeout: a stuck read holds up everyone queued behind it, not only its caller.
 """
 from __future__ import annotations
 
+import copy
 import threading
 
 import redis
+
+# commands that block or change the connection's state: one of them in a batch would hold up
+# everyone queued behind it (no caller of ours sends them; this keeps it so)
+UNBATCHED = frozenset({"BLPOP", "BRPOP", "BLMOVE", "BLMPOP", "BRPOPLPUSH", "BZPOPMIN", "BZPOPMAX", "BZMPOP",
+                       "XREAD", "XREADGROUP", "WAIT", "WAITAOF", "SELECT", "WATCH", "MULTI", "SUBSCRIBE",
+                       "PSUBSCRIBE", "MONITOR", "CLIENT"})
 
 
 class _Call:
@@ -39,6 +47,8 @@ class BatchingRedis(redis.Redis):
         self._sending = False
 
     def execute_command(self, *args, **options):
+        if str(args[0]).upper() in UNBATCHED:
+            return super().execute_command(*args, **options)
         call = _Call(args, options)
         with self._batch_lock:
             if self._sending:
@@ -77,6 +87,11 @@ class BatchingRedis(redis.Redis):
                 self._one(call)
             else:
                 self._many(calls)
+        except BaseException:  # this green thread was killed mid-round-trip: the others' outcome is unknown
+            for other in calls:
+                if other is not call and other.error is None:
+                    other.error = redis.ConnectionError("The round trip was interrupted (its sender was stopped).")
+            raise
         finally:
             for answered in calls:
                 answered.lead = False
@@ -105,8 +120,8 @@ class BatchingRedis(redis.Redis):
         try:
             results = pipe.execute(raise_on_error=False)
         except Exception as error:  # noqa: BLE001 - the connection failed: every caller gets it
-            for call in calls:
-                call.error = error
+            for call in calls:  # a copy each: one object raised in many frames would mix their tracebacks
+                call.error = copy.copy(error)
             return
         for call, result in zip(calls, results, strict=True):
             if isinstance(result, Exception):

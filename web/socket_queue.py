@@ -34,7 +34,8 @@ class PresenceRedisManager(RedisManager):
                  on_beat: Callable[[RoomPresence], None] | None = None) -> None:
         super().__init__(url)
         self.prefixes = prefixes
-        self.presence = RoomPresence(BatchingRedis.from_url(url), self.host_id, ttl_s)
+        self.presence = RoomPresence(BatchingRedis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
+                                                           health_check_interval=30), self.host_id, ttl_s)
         self.on_beat = on_beat
 
     def initialize(self) -> None:
