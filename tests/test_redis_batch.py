@@ -144,3 +144,29 @@ KILLED_SENDER = SLOW_FIRST_WRITE + """
 
 def test_batching_redis_a_sender_killed_mid_round_trip_fails_its_batch_loudly(redis_url, tmp_path):
     run_under_eventlet(KILLED_SENDER, tmp_path, redis_url)
+
+
+READY_TOGETHER = """
+    import redis
+    from web.redis_batch import BatchingRedis
+
+    class CountingConnection(redis.Connection):
+        writes = 0
+
+        def send_packed_command(self, command, check_health=True):
+            CountingConnection.writes += 1
+            return super().send_packed_command(command, check_health)
+    client = BatchingRedis(connection_pool=redis.ConnectionPool.from_url(sys.argv[1],
+                                                                         connection_class=CountingConnection))
+    client.set("k", 0)
+    CountingConnection.writes = 0
+    pool = eventlet.GreenPool(20)
+    answers = list(pool.imap(lambda _: client.incr("k"), range(20)))  # green threads ready at once
+    assert sorted(answers) == list(range(1, 21)), answers
+    assert CountingConnection.writes == 1, CountingConnection.writes  # the first waited for the others
+    print("ok")
+"""
+
+
+def test_batching_redis_green_threads_ready_together_share_one_round_trip(redis_url, tmp_path):
+    run_under_eventlet(READY_TOGETHER, tmp_path, redis_url)
