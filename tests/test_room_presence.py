@@ -178,3 +178,37 @@ def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(privat
     _CountingRedis.round_trips = 0
     emitter.done("r1", "stop")  # the end of the reply reads presence afresh: nobody elsewhere now
     assert _CountingRedis.round_trips == 1 and socketio.emitted[-1] == ("response_done", {"ignore_queue": True})
+
+
+def test_room_presence_a_reply_lease_is_written_in_the_background_and_released_after(private_redis):
+    """The reply does not wait for its orphan lease (web/orphans.py); a reply that ends before the
+    lease was written still leaves no lease behind (release waits for it)."""
+    import time
+
+    from web import orphans
+
+    presence = RoomPresence(redis.Redis.from_url(private_redis["url"]), "here", ttl_s=30)
+    started: list[threading.Thread] = []
+
+    class SocketIO:
+        server = type("Server", (), {"manager": type("Manager", (), {"presence": presence})()})()
+
+        def start_background_task(self, target, *args):
+            def late():  # a loaded event loop runs the task a while later
+                time.sleep(0.2)
+                target(*args)
+            started.append(threading.Thread(target=late))
+            started[-1].start()
+            return started[-1]
+
+    leases = orphans.LEASES_KEY + "here"
+    began = time.monotonic()
+    task = orphans.lease(SocketIO(), "r1", {"user_id": "u", "conversation_id": "c1", "message_id": "m1"})
+    assert time.monotonic() - began < 0.1 and task is started[0]  # the reply goes on at once
+    assert presence.redis.hkeys(leases) == []  # not written yet
+    orphans.release(SocketIO(), "r1", task)  # the reply ended first: the release waits for the lease
+    task.join()
+    assert presence.redis.hkeys(leases) == []  # not written back after the release
+    task = orphans.lease(SocketIO(), "r2", {"user_id": "u", "conversation_id": "c1", "message_id": "m2"})
+    task.join()
+    assert presence.redis.hkeys(leases) == [b"r2"]  # a reply under way has its lease

@@ -40,8 +40,8 @@ class SocketEmitter:
         self._stop, self._stop_checked = False, self.clock()  # a reply just started has not been stopped
         self._remote: tuple[float, bool] | None = None  # (read at, another instance has a member)
         self._leased = owner is not None
-        if owner is not None:
-            orphans.lease(socketio, reply_id, {**owner, "conversation_id": conversation_id})
+        self._leasing = (orphans.lease(socketio, reply_id, {**owner, "conversation_id": conversation_id})
+                         if owner is not None else None)  # written in the background: see orphans.lease
 
     def interval_s(self) -> float:
         return flush_pacer.interval_s(self.flush_ms, self.flush_max_ms, self.lag.seconds if self.lag else 0.0)
@@ -132,4 +132,4 @@ class SocketEmitter:
         """The reply is stored (done) or has failed for good (error): no longer an orphan if we die."""
         if self._leased:
             self._leased = False
-            orphans.release(self.socketio, self.reply_id)
+            orphans.release(self.socketio, self.reply_id, self._leasing)
