@@ -212,3 +212,51 @@ def test_room_presence_a_reply_lease_is_written_in_the_background_and_released_a
     task = orphans.lease(SocketIO(), "r2", {"user_id": "u", "conversation_id": "c1", "message_id": "m2"})
     task.join()
     assert presence.redis.hkeys(leases) == [b"r2"]  # a reply under way has its lease
+
+
+def test_room_presence_informational_events_wait_for_presence_in_the_background(private_redis):
+    """Routing and status before any presence read are sent by a task that reads it, in order,
+    while the reply goes on; the reply's end goes out after them."""
+    from web.inflight import RedisInflight
+    from web.socket_emitter import SocketEmitter
+
+    client = redis.Redis.from_url(private_redis["url"])
+    here = RoomPresence(client, "here", ttl_s=30)
+    tasks: list = []
+
+    class Manager:
+        def presence_key(self, room):
+            return here.room_key(room)
+
+        def remote(self, room):
+            return here.remote(room)
+
+        def remote_among(self, room, members):
+            return here.remote_among(room, members)
+
+    class SocketIO:
+        server = type("Server", (), {"manager": Manager()})()
+
+        def __init__(self):
+            self.emitted: list[tuple[str, dict]] = []
+
+        def emit(self, event, payload, to=None, **kwargs):
+            self.emitted.append((event, kwargs))
+
+        def start_background_task(self, target, *args):
+            tasks.append(threading.Thread(target=target, args=args))
+            return tasks[-1]  # started below: the loop runs it once the reply's green thread yields
+
+    socketio = SocketIO()
+    emitter = SocketEmitter(socketio, RedisInflight(client), "c1", "r1", flush_ms=50)
+    here.joined("conversation:c1")
+    emitter.status("thinking")
+    emitter.routing({"agent": "chat"})
+    assert socketio.emitted == [] and len(tasks) == 1  # neither waited for Redis; one task reads it
+    tasks[0].start()
+    tasks[0].join()
+    assert socketio.emitted == [("status", {"ignore_queue": True}), ("routing", {"ignore_queue": True})]
+    emitter.status("writing")  # presence read lately: sent at once
+    assert socketio.emitted[-1] == ("status", {"ignore_queue": True}) and len(tasks) == 1
+    emitter.done("r1", "stop")
+    assert socketio.emitted[-1][0] == "response_done"
