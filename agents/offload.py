@@ -6,6 +6,7 @@
   hand-over (every 5 ms, several per request) piled up to 60-110 ms stalls.
 - `run_blocking` / `off_loop` put calls into C libraries that block without holding the GIL
   (sqlite3) on a real thread, so the worker keeps serving its other clients meanwhile.
+- `wait_for` waits for a background task, whichever kind of thread the mode made it.
 - `bounded_map` runs I/O-bound calls (one model call per chunk) concurrently, at most `size`
   in flight, using the mode's own kind of thread.
 In threading mode all of this is plain threads or direct calls.
@@ -34,6 +35,12 @@ def configure(async_mode: str) -> None:
 
 def mode() -> str:
     return _mode
+
+
+def wait_for(task) -> None:
+    """Until a task from socketio.start_background_task has ended: a thread or a gevent greenlet
+    (join), or an eventlet green thread (wait, which raises what the task raised)."""
+    (getattr(task, "join", None) or task.wait)()
 
 
 def pauser(slice_s: float = 0.004) -> Callable[[], None]:

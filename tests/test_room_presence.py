@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import types
 
 import redis
 from test_chat_e2e import Page, wait_until
@@ -108,6 +109,33 @@ def test_room_presence_member_on_other_instance_gets_chunks_through_queue(start_
         tab_b.sio.disconnect()
 
 
+class PresenceManager:
+    """The Socket.IO manager's presence side (web/socket_queue.py), over one instance's RoomPresence."""
+
+    def __init__(self, presence: RoomPresence) -> None:
+        self.presence = presence
+
+    def presence_key(self, room):
+        return self.presence.room_key(room)
+
+    def remote(self, room):
+        return self.presence.remote(room)
+
+    def remote_among(self, room, members):
+        return self.presence.remote_among(room, members)
+
+
+class RecordingSocketIO:
+    """Records each emit as (event, emit options), for an instance whose presence is `presence`."""
+
+    def __init__(self, presence: RoomPresence) -> None:
+        self.server = types.SimpleNamespace(manager=PresenceManager(presence))
+        self.emitted: list[tuple[str, dict]] = []
+
+    def emit(self, event, payload, to=None, **kwargs):
+        self.emitted.append((event, kwargs))
+
+
 class _CountingRedis(redis.Redis):
     """A client that counts its round trips (a pipeline is one)."""
 
@@ -138,26 +166,7 @@ def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(privat
     client = _CountingRedis.from_url(private_redis["url"])
     here, there = RoomPresence(client, "here", ttl_s=30), RoomPresence(client, "there", ttl_s=30)
 
-    class Manager:
-        def presence_key(self, room):
-            return here.room_key(room)
-
-        def remote_among(self, room, members):
-            return here.remote_among(room, members)
-
-        def remote(self, room):
-            return here.remote(room)
-
-    class SocketIO:
-        server = type("Server", (), {"manager": Manager()})()
-
-        def __init__(self):
-            self.emitted: list[tuple[str, dict]] = []
-
-        def emit(self, event, payload, to=None, **kwargs):
-            self.emitted.append((event, kwargs))
-
-    socketio, inflight = SocketIO(), RedisInflight(client)
+    socketio, inflight = RecordingSocketIO(here), RedisInflight(client)
     emitter = SocketEmitter(socketio, inflight, "c1", "r1", flush_ms=50)
     here.joined("conversation:c1")
     inflight.start("c1", "r1")
@@ -190,9 +199,7 @@ def test_room_presence_a_reply_lease_is_written_in_the_background_and_released_a
     presence = RoomPresence(redis.Redis.from_url(private_redis["url"]), "here", ttl_s=30)
     started: list[threading.Thread] = []
 
-    class SocketIO:
-        server = type("Server", (), {"manager": type("Manager", (), {"presence": presence})()})()
-
+    class SocketIO(RecordingSocketIO):
         def start_background_task(self, target, *args):
             def late():  # a loaded event loop runs the task a while later
                 time.sleep(0.2)
@@ -203,13 +210,13 @@ def test_room_presence_a_reply_lease_is_written_in_the_background_and_released_a
 
     leases = orphans.LEASES_KEY + "here"
     began = time.monotonic()
-    task = orphans.lease(SocketIO(), "r1", {"user_id": "u", "conversation_id": "c1", "message_id": "m1"})
+    task = orphans.lease(SocketIO(presence), "r1", {"user_id": "u", "conversation_id": "c1", "message_id": "m1"})
     assert time.monotonic() - began < 0.1 and task is started[0]  # the reply goes on at once
     assert presence.redis.hkeys(leases) == []  # not written yet
-    orphans.release(SocketIO(), "r1", task)  # the reply ended first: the release waits for the lease
+    orphans.release(SocketIO(presence), "r1", task)  # the reply ended first: the release waits for the lease
     task.join()
     assert presence.redis.hkeys(leases) == []  # not written back after the release
-    task = orphans.lease(SocketIO(), "r2", {"user_id": "u", "conversation_id": "c1", "message_id": "m2"})
+    task = orphans.lease(SocketIO(presence), "r2", {"user_id": "u", "conversation_id": "c1", "message_id": "m2"})
     task.join()
     assert presence.redis.hkeys(leases) == [b"r2"]  # a reply under way has its lease
 
@@ -224,30 +231,12 @@ def test_room_presence_informational_events_wait_for_presence_in_the_background(
     here = RoomPresence(client, "here", ttl_s=30)
     tasks: list = []
 
-    class Manager:
-        def presence_key(self, room):
-            return here.room_key(room)
-
-        def remote(self, room):
-            return here.remote(room)
-
-        def remote_among(self, room, members):
-            return here.remote_among(room, members)
-
-    class SocketIO:
-        server = type("Server", (), {"manager": Manager()})()
-
-        def __init__(self):
-            self.emitted: list[tuple[str, dict]] = []
-
-        def emit(self, event, payload, to=None, **kwargs):
-            self.emitted.append((event, kwargs))
-
+    class SocketIO(RecordingSocketIO):
         def start_background_task(self, target, *args):
             tasks.append(threading.Thread(target=target, args=args))
             return tasks[-1]  # started below: the loop runs it once the reply's green thread yields
 
-    socketio = SocketIO()
+    socketio = SocketIO(here)
     emitter = SocketEmitter(socketio, RedisInflight(client), "c1", "r1", flush_ms=50)
     here.joined("conversation:c1")
     emitter.status("thinking")

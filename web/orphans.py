@@ -15,6 +15,7 @@ import logging
 import redis
 
 import utils
+from agents import offload
 
 LEASES_KEY = "orphans:replies:"
 TAKEN_KEY = "orphans:taken:"
@@ -40,7 +41,7 @@ def release(socketio, reply_id: str, leasing=None) -> None:
     presence = _presence(socketio)
     if presence:
         if leasing is not None:
-            (getattr(leasing, "join", None) or leasing.wait)()  # a thread, or an eventlet green thread
+            offload.wait_for(leasing)
         _quietly(lambda: presence.redis.hdel(LEASES_KEY + presence.instance_id, reply_id))
 
 

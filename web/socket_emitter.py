@@ -7,6 +7,8 @@ import time
 
 from flask_socketio import SocketIO
 
+from agents import offload
+
 from . import flush_pacer, orphans
 
 PRESENCE_REUSE_S = 1.0  # how old a read of the room's presence an informational event may go by
@@ -116,7 +118,7 @@ class SocketEmitter:
         informing = self._informing
         if informing is not None:
             try:
-                (getattr(informing, "join", None) or informing.wait)()
+                offload.wait_for(informing)
             except Exception:  # an informational event failed: the reply's end still goes out
                 log.exception("An informational event failed")
 
