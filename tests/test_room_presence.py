@@ -114,6 +114,10 @@ class PresenceManager:
 
     def __init__(self, presence: RoomPresence) -> None:
         self.presence = presence
+        self.published: list[str] = []  # events sent to the other instances only
+
+    def publish_to_others(self, event, data, room):
+        self.published.append(event)
 
     def presence_key(self, room):
         return self.presence.room_key(room)
@@ -158,8 +162,9 @@ class _CountingRedis(redis.Redis):
 
 
 def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(private_redis):
-    """A reply's flush stores its text, reads Stop and reads the room's presence in one script;
-    the emit then publishes only when another live instance has a member."""
+    """A reply's flush goes to this instance's tabs, then stores its text, reads Stop and reads the
+    room's presence in one script; it is published to the other instances only when another live
+    instance has a member."""
     from web.inflight import RedisInflight
     from web.socket_emitter import SocketEmitter
 
@@ -174,11 +179,13 @@ def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(privat
     _CountingRedis.round_trips = 0
     emitter.chunk("Hello")
     assert _CountingRedis.round_trips == 1
-    assert socketio.emitted[-1] == ("response_chunk", {"ignore_queue": True})  # no one elsewhere: not published
+    assert socketio.emitted[-1] == ("response_chunk", {"ignore_queue": True})
+    assert socketio.server.manager.published == []  # no one elsewhere: not published
     there.joined("conversation:c1")  # a tab of the same conversation on another instance
     emitter.chunk(" again")
     emitter.flush()
-    assert socketio.emitted[-1] == ("response_chunk", {})  # through the queue
+    assert socketio.emitted[-1] == ("response_chunk", {"ignore_queue": True})  # here, and to the others:
+    assert socketio.server.manager.published == ["response_chunk"]
     assert client.get("inflight:text:r1") == b"Hello again"
     _CountingRedis.round_trips = 0
     emitter.usage({"total_tokens_used": 3})  # informational: goes by the flush's read of presence
@@ -249,3 +256,47 @@ def test_room_presence_informational_events_wait_for_presence_in_the_background(
     assert socketio.emitted[-1] == ("status", {"ignore_queue": True}) and len(tasks) == 1
     emitter.done("r1", "stop")
     assert socketio.emitted[-1][0] == "response_done"
+
+
+def test_room_presence_this_instances_tabs_get_a_flush_before_its_round_trip(private_redis):
+    """A flush is emitted to local sockets first; the round trip that stores its text comes after
+    (a loaded instance's first chunk no longer waits for Redis)."""
+    from web.inflight import RedisInflight
+    from web.socket_emitter import SocketEmitter
+
+    client = redis.Redis.from_url(private_redis["url"])
+    here = RoomPresence(client, "here", ttl_s=30)
+    socketio = RecordingSocketIO(here)
+    emitted_before_append: list[int] = []
+
+    class Inflight(RedisInflight):
+        def append(self, reply_id, text, room_key=None):
+            emitted_before_append.append(len(socketio.emitted))
+            return super().append(reply_id, text, room_key)
+
+    emitter = SocketEmitter(socketio, Inflight(client), "c1", "r1", flush_ms=50)
+    emitter.chunk("Hello")
+    assert emitted_before_append == [1] and socketio.emitted == [("response_chunk", {"ignore_queue": True})]
+    assert client.get("inflight:text:r1") == b"Hello"  # stored right after
+
+
+def test_room_presence_a_new_conversations_presence_is_written_after_its_join(private_redis):
+    """presence_later: the socket is in the room at once, its instance's presence is written when
+    the caller announces it, and a member gone by then leaves nothing behind."""
+    from web.socket_queue import PresenceRedisManager
+
+    client = redis.Redis.from_url(private_redis["url"])
+    manager = PresenceRedisManager(private_redis["url"], ttl_s=30, prefixes=("conversation:",))
+    with manager.presence_later() as rooms:
+        manager.basic_enter_room("s1", "/", "conversation:c1", eio_sid="e1")
+    assert rooms == [("/", "conversation:c1")] and "s1" in manager.rooms["/"]["conversation:c1"]
+    assert client.hkeys("presence:room:conversation:c1") == []
+    manager.announce(rooms)
+    assert client.hkeys("presence:room:conversation:c1") == [manager.host_id.encode()]
+    with manager.presence_later() as rooms:
+        manager.basic_enter_room("s2", "/", "conversation:c2", eio_sid="e2")
+    manager.basic_leave_room("s2", "/", "conversation:c2")
+    manager.announce(rooms)
+    assert client.hkeys("presence:room:conversation:c2") == []
+    manager.basic_enter_room("s3", "/", "conversation:c3", eio_sid="e3")  # outside: written at once
+    assert client.hkeys("presence:room:conversation:c3") == [manager.host_id.encode()]

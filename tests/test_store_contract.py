@@ -20,6 +20,16 @@ def test_store_create_and_get_conversation(store):
     assert loaded["created_at"] == loaded["updated_at"]
 
 
+def test_store_start_conversation_stores_the_first_message(store):
+    conversation, message = store.start_conversation("alice", "Hello", "Hello there", tokens=4, message_id="m-1")
+    cid = conversation["conversation_id"]
+    assert message["message_id"] == "m-1" and message["role"] == "user" and message["conversation_id"] == cid
+    assert [m["content"] for m in store.list_messages("alice", cid)] == ["Hello there"]
+    loaded = store.get_conversation("alice", cid)
+    assert loaded["title"] == "Hello" and loaded["message_count"] == 1 and loaded["total_tokens"] == 4
+    assert store.get_conversation("bob", cid) is None
+
+
 def test_store_other_user_sees_nothing(store):
     cid = store.create_conversation("alice", "secret")["conversation_id"]
     store.append_message("alice", cid, "user", "my secret plan")

@@ -8,7 +8,7 @@ from flask import current_app
 
 import logs
 import metrics
-from agents import compaction, titler
+from agents import compaction, offload, titler
 from agents.turn import TurnDeps, run_turn
 
 from . import generations
@@ -17,14 +17,17 @@ from .socket_emitter import SocketEmitter, user_room
 log = logging.getLogger("chat.socket")
 
 
-def start_generation(socketio, user_id, conversation_id, message_id, reply_id, document_id, model) -> None:
+def start_generation(socketio, user_id, conversation_id, message_id, reply_id, document_id, model,
+                     claiming=None) -> None:
+    """`claiming`: the task writing the conversation's claim, if it is not written yet (a new
+    conversation's: web/chat_events.py); the reply releases the claim only after it."""
     app = current_app._get_current_object()
     socketio.start_background_task(logs.carry(_generate), app, socketio, user_id, conversation_id, message_id, reply_id,
-                                   document_id, model)
+                                   document_id, model, claiming)
 
 
 def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, document_id=None,
-              model=None) -> None:
+              model=None, claiming=None) -> None:
     """Background task: the reply is stored even if every client has gone."""
     config, inflight = app.config["CHAT"], app.extensions["chat_inflight"]
     generations.started(reply_id, user_id, conversation_id)
@@ -41,6 +44,8 @@ def _generate(app, socketio, user_id, conversation_id, message_id, reply_id, doc
         log.exception("Generation failed")
         emitter.error("The reply failed unexpectedly. Your message is saved; please try again.")
     finally:
+        if claiming is not None:
+            offload.wait_for(claiming)
         inflight.finish(conversation_id, reply_id)
         generations.finished(reply_id)
     compaction.after_reply(deps, user_id, conversation_id, reply_id, model, socketio.start_background_task)

@@ -26,6 +26,8 @@ class Appended(NamedTuple):
 
 
 class MemoryInflight:
+    shared = False  # in this process: every call answers at once
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_conversation: dict[str, str] = {}
@@ -86,6 +88,8 @@ redis.call('DEL', KEYS[2], KEYS[3])
 
 class RedisInflight:
     """Same contract, in Redis: `inflight:conv:<id>` -> reply id, `inflight:text:<reply>`, `inflight:stop:<reply>`."""
+
+    shared = True  # every instance reads it; each call is a round trip
 
     def __init__(self, client) -> None:
         self.redis = client

@@ -132,17 +132,31 @@ class SocketEmitter:
 
     def flush(self) -> None:
         self._last_flush = self.clock()
-        if self._buffer:
-            text, self._buffer = "".join(self._buffer), []
-            # before the emit, and with the room's presence: see web/socket_queue.py
-            appended = self.inflight.append(self.reply_id, text, self.presence_key)
-            if appended.stopped is not None:  # the same round trip answered whether Stop was pressed
-                self._stop, self._stop_checked = self._stop or appended.stopped, self._last_flush
-            local_only = False
-            if appended.room_members is not None:
-                self._remote = (self._last_flush, self.manager.remote_among(self.room, appended.room_members))
-                local_only = not self._remote[1]
-            self._emit("response_chunk", {"chunk": text, "message_id": self.reply_id}, local_only)
+        if not self._buffer:
+            return
+        text, self._buffer = "".join(self._buffer), []
+        payload = {"chunk": text, "message_id": self.reply_id}
+        if self.presence_key is None:  # no presence: the text is stored, then the manager decides
+            self._noted(self.inflight.append(self.reply_id, text))
+            self._emit("response_chunk", payload)
+            return
+        # This instance's tabs first, without waiting for Redis (that round trip was ~50 ms at p50
+        # of a loaded instance's time to first chunk); then the text is stored with the room's
+        # presence read in the same script, and other instances get the chunk only if they have
+        # a member. The order that matters is kept: see web/socket_queue.py.
+        self._emit("response_chunk", payload, local_only=True)
+        appended = self._noted(self.inflight.append(self.reply_id, text, self.presence_key))
+        remote = appended.room_members is None or self.manager.remote_among(self.room, appended.room_members)
+        self._remote = (self._last_flush, remote)
+        if remote:
+            self.manager.publish_to_others("response_chunk", {**payload, "conversation_id": self.conversation_id},
+                                           self.room)
+
+    def _noted(self, appended):
+        """The flush's round trip also answered whether Stop was pressed (None: Redis failed)."""
+        if appended.stopped is not None:
+            self._stop, self._stop_checked = self._stop or appended.stopped, self._last_flush
+        return appended
 
     def status(self, phase: str, detail: str = "") -> None:
         self._inform("status", {"phase": phase, "detail": detail, "message_id": self.reply_id})

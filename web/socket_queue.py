@@ -7,14 +7,18 @@ live instance (web/room_presence.py), and through the queue only when it does.
 
 No chunk is lost to a tab joining on another instance mid-reply: the joining instance records
 its presence before it reads the reply's text so far, and the emitter appends each flush to that
-text before the emit asks for presence, so a flush either is in the text read or sees the member.
-A flush asks for presence in the same Redis transaction that appends its text (presence_key), which
-keeps that order and saves a round trip per flush.
+text before it asks for presence, so a flush either is in the text read or sees the member (and
+then publishes it to the other instances: publish_to_others). A flush asks for presence in the
+same Redis script that appends its text (presence_key), which keeps that order and saves a round
+trip per flush. This instance's own tabs get the flush before that round trip: a local tab that
+joins meanwhile reads the text after it (its read queues behind the append on the same connection).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import redis
 from socketio import RedisManager
@@ -37,6 +41,7 @@ class PresenceRedisManager(RedisManager):
         self.presence = RoomPresence(BatchingRedis.from_url(url, socket_timeout=2, socket_connect_timeout=2,
                                                            health_check_interval=30), self.host_id, ttl_s)
         self.on_beat = on_beat
+        self._later = threading.local()  # presence_later's rooms, per (green) thread
 
     def initialize(self) -> None:
         super().initialize()
@@ -91,11 +96,41 @@ class PresenceRedisManager(RedisManager):
             log.warning("Room presence not readable: %s", type(error).__name__)
             return True
 
+    def publish_to_others(self, event: str, data, room: str, namespace: str = "/") -> None:
+        """The emit's message on the queue without emitting it here: for a caller that already sent
+        it to this instance's sockets (web/socket_emitter.py). The other instances handle it as any
+        published emit; this one skips its own messages. (Fields as PubSubManager.emit writes them.)"""
+        self._publish({"method": "emit", "event": event, "data": [data], "binary": False, "namespace": namespace,
+                       "room": room, "skip_sid": None, "callback": None, "host_id": self.host_id})
+
     def basic_enter_room(self, sid, namespace, room, eio_sid=None):
         first = self._tracked(room) and room not in self.rooms.get(namespace, {})
         super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
         if first:
+            later = getattr(self._later, "rooms", None)
+            if later is None:
+                self.presence.joined(room)
+            else:
+                later.append((namespace, room))
+
+    @contextmanager
+    def presence_later(self) -> Iterator[list]:
+        """Rooms entered inside are joined at once, but their presence is not written: they are
+        listed for the caller to `announce` off its path. Only for a room whose replies can only come
+        from this instance for now (a conversation just created here): no other instance needs to
+        see the member yet, and no reply's text is read after the join."""
+        self._later.rooms = rooms = []
+        try:
+            yield rooms
+        finally:
+            self._later.rooms = None
+
+    def announce(self, rooms: list) -> None:
+        """Write the presence presence_later held back, unless the members left meanwhile."""
+        for namespace, room in rooms:
             self.presence.joined(room)
+            if room not in self.rooms.get(namespace, {}):  # left before this ran: leave no member behind
+                self.presence.left(room)
 
     def basic_leave_room(self, sid, namespace, room):
         super().basic_leave_room(sid, namespace, room)
