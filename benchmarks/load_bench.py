@@ -247,6 +247,8 @@ async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: f
         sampler.sample()
     connected = [c for c in chats if c.client.connected]
     sampling = asyncio.create_task(_sample_forever(sampler))
+    lags: list[float] = []
+    probing = asyncio.create_task(_probe_lag(lags))
     started, own_cpu = time.monotonic(), time.process_time()
     for measured in (sampler, fake_sampler):  # CPU while chatting, not while connecting
         measured.cpu_start, measured.wall_start = measured.cpu(), time.monotonic()
@@ -260,11 +262,21 @@ async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: f
         spy.stop()
     load_cpu = 100 * (time.process_time() - own_cpu) / elapsed
     sampling.cancel()
+    probing.cancel()
     for chat in connected:
         await chat.client.disconnect()
     for http in http_sessions:
         await http.close()
-    return chats, connect_failures, elapsed, cpu, load_cpu
+    return chats, connect_failures, elapsed, cpu, load_cpu, lags
+
+
+async def _probe_lag(lags: list[float], every_s: float = 0.01) -> None:
+    """How late this process's own event loop wakes (ms): a chunk that arrives while it lags is
+    timed late by as much, so this is the measurer's share of the time to first chunk."""
+    while True:
+        started = time.monotonic()
+        await asyncio.sleep(every_s)
+        lags.append((time.monotonic() - started - every_s) * 1000)
 
 
 async def _sample_forever(sampler: ProcessSampler) -> None:
@@ -331,12 +343,12 @@ def print_table(rows: list[dict], args, baseline: float) -> None:
           f"starts spread over {args.ramp} s, fake server's own first token {baseline * 1000:.1f} ms"
           f"{', Redis queue' if args.redis else ''}, topology {args.topology}; load average {_loadavg()}\n")
     print("| worker | clients | success | added TTFC p50 / p95 / p99 (ms) | p99 gap (ms) | most streaming at once "
-          "| wall (s) | server CPU | load process CPU | fake model CPU | server peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| wall (s) | server CPU | load process CPU | its loop lag p99 (ms) | fake model CPU | server peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['clients']} | {r['success']:.1f}% | {r['ttfc_p50']:.0f} / {r['ttfc_p95']:.0f} / "
               f"{r['ttfc_p99']:.0f} | {r['gap_p99']:.0f} | {r['at_once']} | {r['elapsed']:.1f} | {r['cpu']:.0f}% "
-              f"| {r['load_cpu']:.0f}% | {r['fake_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
+              f"| {r['load_cpu']:.0f}% | {r['load_lag_p99']:.0f} | {r['fake_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
     for r in rows:
         if r["errors"] or r["connect_failures"]:
             print(f"{r['mode']}: connect failures {r['connect_failures']}, failed chats {r['errors']}")
@@ -363,7 +375,7 @@ def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> d
             sampler, fake_sampler = ProcessSampler(*roots), ProcessSampler(args.fake_pid)
             spy = Spy(Path(args.py_spy), _workers(processes)) if args.py_spy else None
             try:
-                chats, failures, elapsed, cpu, load_cpu = asyncio.run(
+                chats, failures, elapsed, cpu, load_cpu, lags = asyncio.run(
                     run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler, fake_sampler, spy))
             finally:
                 if spy:
@@ -380,6 +392,7 @@ def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> d
         print(timeline(chats, baseline), flush=True)
     row = report(label, chats, failures, elapsed, cpu, load_cpu, sampler.peak_rss, baseline)
     row["fake_cpu"] = fake_sampler.cpu_end  # near 100%: the fake model, not the app, is the limit
+    row["load_lag_p99"] = percentile(lags, 99)
     return row
 
 

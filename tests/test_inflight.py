@@ -58,3 +58,20 @@ def test_inflight_two_workers_share_state_through_redis(redis_url):
     assert worker_b.snapshot("c1") == {"message_id": "r1", "text": "partial"}
     worker_b.request_stop("c1")
     assert worker_a.stop_requested("r1")
+
+
+def test_inflight_a_failed_claim_names_the_reply_holding_the_conversation(inflight):
+    """send_message tells a re-send racing its first send (the same reply holds the conversation:
+    a duplicate) from another reply (busy) after the claim, not with a read before it."""
+    from web.inflight import claim, holder_after_claim
+
+    def never_stored(message_id):
+        return False
+
+    assert holder_after_claim(inflight, "c1", "r1", never_stored) is None  # claimed
+    assert holder_after_claim(inflight, "c1", "r1", never_stored) == "r1"  # the same reply again
+    assert holder_after_claim(inflight, "c1", "r2", never_stored) == "r1" and not claim(inflight, "c1", "r2", never_stored)
+    def stored(message_id):  # r1's release failed after it was stored
+        return message_id == "r1"
+
+    assert holder_after_claim(inflight, "c1", "r2", stored) is None  # the stale claim is cleared, r2 claims

@@ -17,7 +17,7 @@ from . import quotas
 from .branch_events import BUSY, placement
 from .context import current_user_id, get_store
 from .generation import start_generation
-from .inflight import claim
+from .inflight import holder_after_claim
 from .socket_common import (
     MAX_CLIENT_ID,
     inflight,
@@ -73,10 +73,11 @@ def send_message(socketio: SocketIO, data) -> dict:
     reply_id = _reply_id(message_id)
     join_room(conversation_room(conversation_id))
     ack = {"ok": True, "conversation_id": conversation_id, "message_id": message_id, "reply_id": reply_id}
-    if client_id is not None and _already_answered(store, user_id, conversation_id, reply_id):
-        return {**ack, "duplicate": True}
-    if not claim(inflight(), conversation_id, reply_id, is_stored()):
-        return refuse(BUSY)
+    if client_id is not None and store.get_message(user_id, reply_id) is not None:
+        return {**ack, "duplicate": True}  # a re-send whose first send has been answered
+    holder = holder_after_claim(inflight(), conversation_id, reply_id, is_stored())
+    if holder is not None:  # (asked after the claim, not before: one round trip less for every message)
+        return {**ack, "duplicate": True} if holder == reply_id else refuse(BUSY)
     try:
         store.append_message(user_id, conversation_id, "user", text, tokens=utils.message_tokens("user", text),
                              message_id=message_id, **where)
@@ -139,15 +140,6 @@ def _resent(store, user_id: str, client_id: str | None) -> dict | None:
     join_room(conversation_room(stored["conversation_id"]))
     return {"ok": True, "conversation_id": stored["conversation_id"], "message_id": message_id,
             "reply_id": _reply_id(message_id), "duplicate": True}
-
-
-def _already_answered(store, user_id: str, conversation_id: str, reply_id: str) -> bool:
-    """A re-sent message (same client_message_id) whose reply exists or is being generated (a
-    message without one has a fresh id: it cannot have been answered)."""
-    snapshot = inflight().snapshot(conversation_id)
-    if snapshot and snapshot["message_id"] == reply_id:
-        return True
-    return store.get_message(user_id, reply_id) is not None
 
 
 def _message_id(user_id: str, client_id: str | None) -> str:

@@ -159,5 +159,15 @@ def live_snapshot(inflight, conversation_id: str, is_stored: Callable[[str], boo
 
 def claim(inflight, conversation_id: str, reply_id: str, is_stored: Callable[[str], bool]) -> bool:
     """Claim the conversation for one reply; False while another reply is really being generated."""
-    return inflight.start(conversation_id, reply_id) or (
-        live_snapshot(inflight, conversation_id, is_stored) is None and inflight.start(conversation_id, reply_id))
+    return holder_after_claim(inflight, conversation_id, reply_id, is_stored) is None
+
+
+def holder_after_claim(inflight, conversation_id: str, reply_id: str, is_stored: Callable[[str], bool]) -> str | None:
+    """`claim`, telling on failure which reply holds the conversation (None: claimed; "" when the
+    holder is not known: it was claimed again between two reads)."""
+    if inflight.start(conversation_id, reply_id):
+        return None
+    snapshot = live_snapshot(inflight, conversation_id, is_stored)
+    if snapshot is not None:
+        return snapshot["message_id"]
+    return None if inflight.start(conversation_id, reply_id) else ""
