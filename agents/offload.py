@@ -76,8 +76,9 @@ class OffLoop:
     """Runs every method of the wrapped object on a real thread: for blocking libraries (sqlite3)
     that would otherwise stall an eventlet or gevent worker for the length of each call.
 
-    With a `twin` (SqliteStore.loop_twin), the quick reads it names (LOOP_READS) run on the loop
-    itself: cheaper than the hop to a thread. One that fails with LOOP_RETRY (busy) runs on a thread.
+    With a `twin` (SqliteStore.loop_twin), the quick reads and the turn's writes it names
+    (LOOP_READS, LOOP_WRITES) run on the loop itself: cheaper than the hop to a thread. One that
+    fails with LOOP_RETRY (busy) runs on a thread.
     """
 
     def __init__(self, target, twin=None) -> None:
@@ -87,7 +88,7 @@ class OffLoop:
         value = getattr(self._target, name)
         if not callable(value):
             return value
-        if self._twin is not None and name in self._twin.LOOP_READS:
+        if self._twin is not None and (name in self._twin.LOOP_READS or name in self._twin.LOOP_WRITES):
             return _on_loop_first(getattr(self._twin, name), value, self._twin.LOOP_RETRY)
 
         @functools.wraps(value)

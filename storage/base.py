@@ -97,10 +97,21 @@ class ConversationStore(ABC):
 
     def start_conversation(self, user_id: str, title: str, content: str, **message) -> tuple[Record, Record]:
         """A new conversation and its first user message (`message`: append_message's keywords).
-        One call, so that a store run off the event loop (agents/offload.py) makes one trip to its
-        thread for both: each trip was ~35 ms at p50 of a loaded instance's time to first token."""
+        One call, so that a store run off the event loop (agents/offload.py) makes one trip for both:
+        each trip to its thread was ~35 ms at p50 of a loaded instance's time to first token. A
+        message_id already stored creates nothing: its own conversation and it are returned."""
+        validate_message("user", content, message.get("finish_reason"), message.get("meta"))  # before creating
+        existing = self.get_message(user_id, message["message_id"]) if message.get("message_id") else None
+        if existing is not None:
+            return self.get_conversation(user_id, existing["conversation_id"]), existing
         conversation = self.create_conversation(user_id, title)
         return conversation, self.append_message(user_id, conversation["conversation_id"], "user", content, **message)
+
+    def append_user_message(self, user_id: str, conversation_id: str, content: str, **message) -> Record:
+        """A turn's user message: append_message with role "user". Named apart so that an off-loop
+        store may write this one on the event loop itself (SqliteStore.LOOP_WRITES): the reply waits
+        for it, while other writes (imports, a file's analysis) can be long."""
+        return self.append_message(user_id, conversation_id, "user", content, **message)
 
     @abstractmethod
     def append_message(self, user_id: str, conversation_id: str, role: str, content: str, *,

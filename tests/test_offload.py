@@ -86,6 +86,17 @@ QUICK_READS_ON_THE_LOOP = """
     pool.waitall()
     assert found == ["hello"] * 200 and len(hops) == 2, len(hops)  # read on the loop: no hop
     assert store.get_conversation("alice", cid)["title"] == "t" and len(hops) == 2  # sees the thread's writes
+    started, first = store.start_conversation("alice", "u", "hi", message_id="m1")  # a turn's writes: on the loop
+    store.append_user_message("alice", started["conversation_id"], "more", parent_message_id="m1")
+    assert len(hops) == 2 and [m["content"] for m in raw.list_messages("alice", started["conversation_id"])] == [
+        "hi", "more"]
+    other = sqlite3.connect(sys.argv[1], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another instance is writing: the loop does not wait for it
+    waited = eventlet.spawn(store.start_conversation, "alice", "v", "hello again")
+    eventlet.sleep(0.1)
+    assert len(hops) == 3 and not waited.dead  # on a thread, waiting for the lock, the loop running
+    other.execute("COMMIT")
+    assert waited.wait()[1]["content"] == "hello again" and len(raw.list_conversations("alice")) == 3
     twin = raw.loop_twin()
 
     def busy(*args):
@@ -93,7 +104,7 @@ QUICK_READS_ON_THE_LOOP = """
     twin.get_message = busy
     store = offload.off_loop(raw, twin)
     assert store.get_message("alice", message["message_id"])["content"] == "hello"  # busy: on a thread
-    assert len(hops) == 3
+    assert len(hops) == 4
     print("ok")
 """
 

@@ -28,6 +28,14 @@ def test_store_start_conversation_stores_the_first_message(store):
     loaded = store.get_conversation("alice", cid)
     assert loaded["title"] == "Hello" and loaded["message_count"] == 1 and loaded["total_tokens"] == 4
     assert store.get_conversation("bob", cid) is None
+    again = store.start_conversation("alice", "Hello", "Hello there", tokens=4, message_id="m-1")  # a re-send
+    assert again[0]["conversation_id"] == cid and again[1]["message_id"] == "m-1"
+    assert len(store.list_conversations("alice")) == 1
+    with pytest.raises(ValueError):
+        store.start_conversation("alice", "Bad", "x", meta="not a dict")
+    assert len(store.list_conversations("alice")) == 1
+    turn = store.append_user_message("alice", cid, "And then?", tokens=3, parent_message_id="m-1")
+    assert turn["role"] == "user" and turn["parent_message_id"] == "m-1"
 
 
 def test_store_other_user_sees_nothing(store):

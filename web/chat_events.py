@@ -79,8 +79,8 @@ def send_message(socketio: SocketIO, data) -> dict:
     if holder is not None:  # (asked after the claim, not before: one round trip less for every message)
         return {**ack, "duplicate": True} if holder == reply_id else refuse(BUSY)
     try:
-        store.append_message(user_id, conversation_id, "user", text, tokens=utils.message_tokens("user", text),
-                             message_id=message_id, **where)
+        store.append_user_message(user_id, conversation_id, text, tokens=utils.message_tokens("user", text),
+                                  message_id=message_id, **where)
     except Exception:
         inflight().finish(conversation_id, reply_id)  # else the conversation would stay "busy"
         raise
