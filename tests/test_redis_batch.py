@@ -170,3 +170,18 @@ READY_TOGETHER = """
 
 def test_batching_redis_green_threads_ready_together_share_one_round_trip(redis_url, tmp_path):
     run_under_eventlet(READY_TOGETHER, tmp_path, redis_url)
+
+
+def test_batching_redis_direct_calls_do_not_queue_behind_a_round_trip(counted):
+    """`direct` (a quota hold, a claim: calls a reply's first token waits for) shares the pool but
+    not the queue: it does not wait for another caller's slow round trip."""
+    CountingConnection.sends = 0  # the next write is the slow one (0.2 s)
+    slow = threading.Thread(target=lambda: counted.incr("slow"))
+    slow.start()
+    time.sleep(0.05)  # the slow round trip is under way
+    started = time.monotonic()
+    assert counted.direct.set("claim", "r1", nx=True) is True
+    assert time.monotonic() - started < 0.1  # not behind it
+    slow.join(5)
+    assert counted.direct is counted.direct and counted.direct.connection_pool is counted.connection_pool
+    assert counted.get("slow") == b"1" and counted.get("claim") == b"r1"

@@ -93,11 +93,12 @@ class RedisInflight:
 
     def __init__(self, client) -> None:
         self.redis = client
+        self._claims = getattr(client, "direct", client)  # a claim is on its reply's path: redis_batch.direct
         self._finish = client.register_script(FINISH_SCRIPT)
         self._append = client.register_script(APPEND_SCRIPT)
 
     def start(self, conversation_id: str, reply_id: str) -> bool:
-        return bool(self.redis.set(f"inflight:conv:{conversation_id}", reply_id, nx=True, ex=TTL_SECONDS))
+        return bool(self._claims.set(f"inflight:conv:{conversation_id}", reply_id, nx=True, ex=TTL_SECONDS))
 
     def append(self, reply_id: str, text: str, room_key: str | None = None) -> Appended:
         """Best effort: only a tab joining mid-reply reads this, so a Redis outage must not end the reply.

@@ -56,7 +56,8 @@ def ledger(app: Flask | None = None):
             found = app.extensions.get("chat_quota_ledger")
             if found is None:
                 client = app.config.get("SESSION_REDIS")
-                found = app.extensions["chat_quota_ledger"] = RedisLedger(client) if client else MemoryLedger()
+                found = app.extensions["chat_quota_ledger"] = (  # a message's hold is on its reply's path
+                    RedisLedger(getattr(client, "direct", client)) if client else MemoryLedger())
     return found
 
 

@@ -57,6 +57,16 @@ class BatchingRedis(redis.Redis):
         self._queued: list[_Call] = []
         self._sending = False
 
+    @property
+    def direct(self) -> redis.Redis:
+        """The same server and connection pool, without batching: for the few calls a reply's first
+        token waits for (a quota hold, a claim). Queued behind another caller's round trip, such a
+        call waited for that one, the hand-over and then its own; alone it waits for its own."""
+        direct = self.__dict__.get("_direct")
+        if direct is None:
+            direct = self.__dict__["_direct"] = redis.Redis(connection_pool=self.connection_pool)
+        return direct
+
     def execute_command(self, *args, **options):
         if str(args[0]).upper() in UNBATCHED:
             return super().execute_command(*args, **options)
