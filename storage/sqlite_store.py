@@ -199,15 +199,13 @@ class SqliteStore(SqliteAccounts, SqliteBranch, SqliteImages, SqliteLibrary, Sql
                    "VALUES (?, ?, ?, ?, ?)", (cid, user_id, title, now, now))
 
     @staticmethod
-    def _conversation_in(db: sqlite3.Connection, user_id: str, conversation_id: str) -> Record:
-        return _conversation(db.execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE conversation_id = ? "
-                                        "AND user_id = ?", (conversation_id, user_id)).fetchone())
+    def _conversation_in(db: sqlite3.Connection, user_id: str, conversation_id: str) -> Record | None:
+        row = db.execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE conversation_id = ? "
+                         "AND user_id = ?", (conversation_id, user_id)).fetchone()
+        return _conversation(row) if row else None
 
     def get_conversation(self, user_id: str, conversation_id: str) -> Record | None:
-        row = self._db().execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations "
-                                 "WHERE conversation_id = ? AND user_id = ?",
-                                 (conversation_id, user_id)).fetchone()
-        return _conversation(row) if row else None
+        return self._conversation_in(self._db(), user_id, conversation_id)
 
     def list_conversations(self, user_id: str, limit: int = 100, offset: int = 0) -> list[Record]:
         rows = self._db().execute(f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ? "
