@@ -35,7 +35,7 @@ from agents.llm_errors import (
 )
 from agents.llm_http import COMPAT_FIXES, endpoint_for, request_headers, retry_after_seconds
 from agents.paced_read import paced_body
-from agents.sse import StreamEvent, StreamStats, parse_completion, parse_sse, split_lines
+from agents.sse import StreamEvent, StreamStats, parse_completion, stream_events
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class LLMClient:
             return
         stats = StreamStats()
         paced = paced_body(response, self.read_interval, self.sleep)
-        for event in parse_sse(split_lines(_counted(paced or _arriving(response), progress)), stats):
+        for event in stream_events(_counted(paced or _arriving(response), progress), stats):
             if paced is not None:
                 paced.start_pacing()  # the first event is out: from now on read every interval
             yield event

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from agents.llm_errors import EmptyStream, LLMError
-from agents.sse import StreamEvent, StreamStats, iter_events, parse_completion, parse_sse, split_lines
+from agents.sse import StreamEvent, StreamStats, iter_events, parse_completion, parse_sse, split_lines, stream_events
 from utils import NotText, decode_text
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -201,6 +201,36 @@ def test_fuzz_sse_valid_stream_split_anywhere_gives_the_same_events(data, stream
     pieces = data.draw(split(blob), label="pieces")
     assert _events_or_empty(pieces) == expected
     assert _events_or_empty([blob]) == expected
+
+
+# -- SSE: the byte parser reads every stream as the line parser does -----------------------------
+
+def _outcome(events) -> tuple[list[StreamEvent], tuple[str, str] | None]:
+    """The events with runs of one text kind joined (the byte parser joins a read's), and the
+    LLMError raised after them (class and message), if any; any other exception fails the test."""
+    joined: list[StreamEvent] = []
+    try:
+        for event in events:
+            if joined and event.kind in ("content", "reasoning") and joined[-1].kind == event.kind:
+                joined[-1] = StreamEvent(event.kind, text=joined[-1].text + event.text)
+            else:
+                joined.append(event)
+    except LLMError as error:
+        return joined, (type(error).__name__, error.message)
+    return joined, None
+
+
+@settings(FUZZ, max_examples=400)
+@given(data=st.data(), blob=st.binary(max_size=3000) | sse_soup | json_streams()
+       | valid_streams().map(lambda stream: stream[0]))
+@example(data=None, blob=b'data: {}\n\n\xef\xbb\xbfdata: {"choices": [{"delta": {"content": "a"}}]}\n\n')
+@example(data=None, blob=b'data: {}\n\n\xef\xbb\xbfdata: {"choices": [{"delta": {"content": "a"}}]}\r\n\r\n')
+def test_fuzz_sse_stream_events_gives_what_parse_sse_gives(data, blob):
+    counts["sse_bytes_vs_lines"] += 1
+    pieces = data.draw(split(blob), label="pieces") if data is not None else [blob[:10], blob[10:]]  # BOM mid-stream
+    by_lines, by_bytes = StreamStats(), StreamStats()
+    assert _outcome(stream_events(pieces, by_bytes)) == _outcome(parse_sse(split_lines(pieces), by_lines))
+    assert by_bytes == by_lines
 
 
 # -- uploads: decode_text -------------------------------------------------------------------------
