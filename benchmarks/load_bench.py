@@ -12,15 +12,17 @@ limits lifted: every simulated user comes from 127.0.0.1) in front of two instan
 largest N whose added time to first chunk stays under --target-ms at p99. Every process this
 starts (fake model, gunicorn masters, nginx) is stopped by its pid at the end.
 
-N python-socketio AsyncClients (websocket transport, all in this one process) each load the page
-for a session, connect, start a conversation at a random moment within --ramp seconds of the
-last connection, and stream a --tokens reply that the fake model server (asyncio, its own
-process) sends at --token-ms per token. Every loop is bounded: a chat that has not finished
+N simulated chats (benchmarks/bench_chats.py: python-socketio clients, or --client lean; websocket
+transport, all in this one process) each load the page for a session, connect, start a
+conversation at a random moment within --ramp seconds of the last connection, and stream a
+--tokens reply that the fake model server (asyncio, its own process) sends at --token-ms per token. Every loop is bounded: a chat that has not finished
 --timeout seconds after it started counts as a failure.
 
 Printed per worker type: success rate; time to first chunk minus the fake server's own time to
 first token (measured directly beforehand), p50/p95/p99; p99 gap between chunks of one reply;
-the most replies streaming at once; the server's peak RSS and CPU.
+the most replies streaming at once; the server's peak RSS and CPU, and that CPU per chat (server
+CPU seconds while chatting / chats: run it at two --tokens to split a turn's fixed cost from
+the cost per token).
 """
 from __future__ import annotations
 
@@ -37,11 +39,11 @@ import time
 from pathlib import Path
 
 import aiohttp
-import socketio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_chats import CLIENTS, ChatRecord
 from conftest import free_port
 from fake_llm_process import stop_process
 from spy import Spy
@@ -176,76 +178,18 @@ async def fake_baseline(fake_url: str, samples: int = 20) -> float:
     return statistics.median(times)
 
 
-class Chat:
-    def __init__(self, base: str, expected_words: int) -> None:
-        self.base, self.expected_words = base, expected_words
-        self.sent_at = self.acked_at = self.first_at = self.last_at = None
-        self.gaps: list[float] = []
-        self.text: list[str] = []
-        self.finish: str | None = None
-        self.error: str | None = None
-        self.done = asyncio.Event()
-        self.client = socketio.AsyncClient(reconnection=False)
-        self.client.on("response_chunk", self._chunk)
-        self.client.on("response_done", self._done)
-        self.client.on("error", self._error)
-
-    async def connect(self, http: aiohttp.ClientSession) -> None:
-        async with http.get(self.base + "/") as response:
-            await response.read()
-        cookie = "; ".join(f"{c.key}={c.value}" for c in http.cookie_jar)
-        await self.client.connect(self.base, headers={"Cookie": cookie}, transports=["websocket"],
-                                  wait_timeout=30)
-
-    async def _chunk(self, data) -> None:
-        now = time.monotonic()
-        if self.first_at is None:
-            self.first_at = now
-        else:
-            self.gaps.append(now - self.last_at)
-        self.last_at = now
-        self.text.append(data["chunk"])
-
-    async def _done(self, data) -> None:
-        self.finish = data.get("finish_reason")
-        self.done.set()
-
-    async def _error(self, data) -> None:
-        self.error = (data or {}).get("message", "error")
-        self.done.set()
-
-    async def run(self, delay: float, timeout: float) -> None:
-        await asyncio.sleep(delay)
-        self.sent_at = time.monotonic()
-        try:
-            ack = await self.client.call("send_message", {"message": "Tell me a story"}, timeout=timeout)
-            self.acked_at = time.monotonic()
-            if not ack.get("ok"):
-                self.error = ack.get("message")
-                return
-            await asyncio.wait_for(self.done.wait(), timeout)
-        except (TimeoutError, socketio.exceptions.TimeoutError):
-            self.error = "timeout"
-        except Exception as error:  # noqa: BLE001 - a dropped connection counts as a failed chat
-            self.error = type(error).__name__
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.finish == "stop" and len("".join(self.text).split()) == self.expected_words
-
-
 async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: float, sampler: ProcessSampler,
-                   fake_sampler: ProcessSampler, spy: Spy | None = None):
+                   fake_sampler: ProcessSampler, spy: Spy | None = None, client: str = "socketio"):
     """Connect every client, then chat; CPU and the optional py-spy cover the chatting only."""
     http_sessions = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(clients)]
-    chats = [Chat(base, tokens) for _ in range(clients)]
+    chats = [CLIENTS[client](base, tokens) for _ in range(clients)]
     connect_failures = 0
     for start in range(0, clients, CONNECT_BATCH):
         batch = range(start, min(start + CONNECT_BATCH, clients))
         results = await asyncio.gather(*(chats[i].connect(http_sessions[i]) for i in batch), return_exceptions=True)
         connect_failures += sum(1 for r in results if isinstance(r, Exception))
         sampler.sample()
-    connected = [c for c in chats if c.client.connected]
+    connected = [c for c in chats if c.connected]
     sampling = asyncio.create_task(_sample_forever(sampler))
     lags: list[float] = []
     probing = asyncio.create_task(_probe_lag(lags))
@@ -264,7 +208,7 @@ async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: f
     sampling.cancel()
     probing.cancel()
     for chat in connected:
-        await chat.client.disconnect()
+        await chat.disconnect()
     for http in http_sessions:
         await http.close()
     return chats, connect_failures, elapsed, cpu, load_cpu, lags
@@ -292,7 +236,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-def most_at_once(chats: list[Chat]) -> int:
+def most_at_once(chats: list[ChatRecord]) -> int:
     events = sorted([(c.sent_at, 1) for c in chats if c.sent_at and c.last_at] +
                     [(c.last_at, -1) for c in chats if c.sent_at and c.last_at])
     level = best = 0
@@ -302,7 +246,7 @@ def most_at_once(chats: list[Chat]) -> int:
     return best
 
 
-def report(mode: str, chats: list[Chat], connect_failures: int, elapsed: float, cpu: float, load_cpu: float,
+def report(mode: str, chats: list[ChatRecord], connect_failures: int, elapsed: float, cpu: float, load_cpu: float,
            peak_rss: int, baseline: float) -> dict:
     ok = [c for c in chats if c.ok]
     added = [(c.first_at - c.sent_at - baseline) * 1000 for c in chats if c.first_at]
@@ -315,10 +259,11 @@ def report(mode: str, chats: list[Chat], connect_failures: int, elapsed: float, 
     return {"mode": mode, "clients": len(chats), "success": 100 * len(ok) / len(chats), "connect_failures":
             connect_failures, "ttfc_p50": percentile(added, 50), "ttfc_p95": percentile(added, 95),
             "ttfc_p99": percentile(added, 99), "gap_p99": percentile(gaps, 99), "at_once": most_at_once(chats),
-            "elapsed": elapsed, "cpu": cpu, "load_cpu": load_cpu, "rss_mb": peak_rss / 1024 / 1024, "errors": errors}
+            "elapsed": elapsed, "cpu": cpu, "cpu_ms_per_chat": cpu * elapsed * 10 / max(len(chats), 1),
+            "load_cpu": load_cpu, "rss_mb": peak_rss / 1024 / 1024, "errors": errors}
 
 
-def timeline(chats: list[Chat], baseline: float, window_s: float = 2.0) -> str:
+def timeline(chats: list[ChatRecord], baseline: float, window_s: float = 2.0) -> str:
     """Added time to first chunk by when the chat was sent: whether the lag grows as load builds
     or is there from the start (a serial bottleneck rather than too little CPU)."""
     sent = [c for c in chats if c.sent_at and c.first_at]
@@ -326,7 +271,7 @@ def timeline(chats: list[Chat], baseline: float, window_s: float = 2.0) -> str:
         return "timeline: no chat got a first chunk"
     start = min(c.sent_at for c in sent)
     lines = ["sent at (s) | chats | ack p50 / p99 (ms) | added TTFC p50 / p99 (ms)"]
-    buckets: dict[int, list[Chat]] = {}
+    buckets: dict[int, list[ChatRecord]] = {}
     for chat in sent:
         buckets.setdefault(int((chat.sent_at - start) // window_s), []).append(chat)
     for index in sorted(buckets):
@@ -341,14 +286,15 @@ def timeline(chats: list[Chat], baseline: float, window_s: float = 2.0) -> str:
 def print_table(rows: list[dict], args, baseline: float) -> None:
     print(f"\n{args.clients} clients, replies of {args.tokens} tokens at {args.token_ms} ms/token, "
           f"starts spread over {args.ramp} s, fake server's own first token {baseline * 1000:.1f} ms"
-          f"{', Redis queue' if args.redis else ''}, topology {args.topology}; load average {_loadavg()}\n")
+          f"{', Redis queue' if args.redis else ''}, topology {args.topology}, client {args.client}; load average {_loadavg()}\n")
     print("| worker | clients | success | added TTFC p50 / p95 / p99 (ms) | p99 gap (ms) | most streaming at once "
-          "| wall (s) | server CPU | load process CPU | its loop lag p99 (ms) | fake model CPU | server peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| wall (s) | server CPU | server CPU per chat | load process CPU | its loop lag p99 (ms) | fake model CPU "
+          "| server peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['clients']} | {r['success']:.1f}% | {r['ttfc_p50']:.0f} / {r['ttfc_p95']:.0f} / "
               f"{r['ttfc_p99']:.0f} | {r['gap_p99']:.0f} | {r['at_once']} | {r['elapsed']:.1f} | {r['cpu']:.0f}% "
-              f"| {r['load_cpu']:.0f}% | {r['load_lag_p99']:.0f} | {r['fake_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
+              f"| {r['cpu_ms_per_chat']:.1f} ms | {r['load_cpu']:.0f}% | {r['load_lag_p99']:.0f} | {r['fake_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
     for r in rows:
         if r["errors"] or r["connect_failures"]:
             print(f"{r['mode']}: connect failures {r['connect_failures']}, failed chats {r['errors']}")
@@ -376,7 +322,7 @@ def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> d
             spy = Spy(Path(args.py_spy), _workers(processes)) if args.py_spy else None
             try:
                 chats, failures, elapsed, cpu, load_cpu, lags = asyncio.run(
-                    run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler, fake_sampler, spy))
+                    run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler, fake_sampler, spy, args.client))
             finally:
                 if spy:
                     spy.stop()
@@ -444,6 +390,9 @@ def main() -> None:
     parser.add_argument("--py-spy", default=None, metavar="FOLDER",
                         help="sample each instance's worker with py-spy while loaded; prints the top functions "
                              "and keeps the raw stacks in FOLDER")
+    parser.add_argument("--client", choices=tuple(CLIENTS), default="socketio",
+                        help="socketio: python-socketio's AsyncClient per chat; lean: Engine.IO/Socket.IO spoken "
+                             "over aiohttp's WebSocket (benchmarks/lean_chat.py), less of the machine for the measurer")
     parser.add_argument("--timeline", action="store_true",
                         help="print added time to first chunk per 2 s of send time")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
