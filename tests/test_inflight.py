@@ -75,3 +75,65 @@ def test_inflight_a_failed_claim_names_the_reply_holding_the_conversation(inflig
         return message_id == "r1"
 
     assert holder_after_claim(inflight, "c1", "r2", stored) is None  # the stale claim is cleared, r2 claims
+
+
+def test_inflight_queued_flushes_of_many_replies_are_stored_in_one_round_trip(redis_url):
+    """append_soon: each reply's flush is queued; one task stores them all with one script call and
+    hands each its answer (Stop, presence), a reply's texts in the order flushed."""
+    client = redis.from_url(redis_url)
+    sends: list = []
+    inflight = RedisInflight(client, spawn=sends.append)
+    for conversation, reply in (("c1", "r1"), ("c2", "r2")):
+        inflight.start(conversation, reply)
+    client.hset("presence:room:conversation:c2", "there", 1)
+    inflight.request_stop("c2")
+    answers: list = []
+    stored = [inflight.append_soon(reply, text, room, lambda appended, reply=reply: answers.append((reply, appended)))
+              for reply, text, room in (("r1", "Hel", None), ("r2", "Hi", "presence:room:conversation:c2"),
+                                        ("r1", "lo", None))]
+    assert answers == [] and len(sends) == 1 and not any(event.is_set() for event in stored)
+    commands = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    sends.pop()()
+    assert client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) - commands <= 2  # one call (+ a load)
+    assert [(reply, appended.stopped, appended.room_members) for reply, appended in answers] == [
+        ("r1", False, None), ("r2", True, [b"there"]), ("r1", False, None)]
+    assert all(event.is_set() for event in stored)
+    assert inflight.snapshot("c1")["text"] == "Hello" and inflight.snapshot("c2")["text"] == "Hi"
+    inflight.append_soon("r1", "!", None, answers.append)
+    assert len(sends) == 1  # the queue was emptied: the next flush starts a task again
+    sends.pop()()
+    assert inflight.snapshot("c1")["text"] == "Hello!"
+
+
+def test_inflight_queued_flushes_are_answered_when_redis_is_down():
+    """Best effort, as append: a flush queued while Redis is down is answered (Stop unknown) and the
+    reply goes on; nobody waits forever."""
+    sends: list = []
+    inflight = RedisInflight(redis.Redis(port=1, socket_connect_timeout=0.2), spawn=sends.append)
+    answers: list = []
+    stored = inflight.append_soon("r1", "x", "presence:room:conversation:c1", answers.append)
+    sends.pop()()
+    assert stored.is_set() and answers == [(None, None)]
+
+
+def test_inflight_memory_append_soon_answers_at_once():
+    inflight = MemoryInflight()
+    inflight.start("c1", "r1")
+    answers: list = []
+    assert inflight.append_soon("r1", "x", None, answers.append).is_set()
+    assert answers == [(False, None)] and inflight.snapshot("c1")["text"] == "x"
+
+
+def test_inflight_text_so_far_waits_for_this_processs_queued_flushes(redis_url):
+    """A tab joining the room here was not sent the flushes emitted before its join: the text so far
+    it reads includes them, stored first."""
+    import threading
+
+    sends: list = []
+    inflight = RedisInflight(redis.from_url(redis_url), spawn=sends.append)
+    inflight.start("c1", "r1")
+    inflight.append_soon("r1", "Hello", None, lambda appended: None)
+    sender = threading.Timer(0.2, lambda: sends.pop()())  # the task runs a while later
+    sender.start()
+    assert inflight.snapshot("c1") == {"message_id": "r1", "text": "Hello"}
+    sender.join()

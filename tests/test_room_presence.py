@@ -161,29 +161,37 @@ class _CountingRedis(redis.Redis):
         return pipe
 
 
-def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(private_redis):
-    """A reply's flush goes to this instance's tabs, then stores its text, reads Stop and reads the
-    room's presence in one script; it is published to the other instances only when another live
-    instance has a member."""
+def test_room_presence_flushes_are_stored_together_in_one_round_trip_that_also_reads_presence(private_redis):
+    """A reply's flush goes to this instance's tabs at once, and is queued to store its text, read
+    Stop and read the room's presence; one task then sends the flushes of every reply queued
+    meanwhile as one script call. A flush is published to the other instances only when another
+    live instance has a member; the reply's end waits for its last flush to be stored."""
     from web.inflight import RedisInflight
     from web.socket_emitter import SocketEmitter
 
     client = _CountingRedis.from_url(private_redis["url"])
     here, there = RoomPresence(client, "here", ttl_s=30), RoomPresence(client, "there", ttl_s=30)
-
-    socketio, inflight = RecordingSocketIO(here), RedisInflight(client)
-    emitter = SocketEmitter(socketio, inflight, "c1", "r1", flush_ms=50)
+    sends: list = []  # the batch's sending task, run below when the test says (the event loop's next pass)
+    socketio, inflight = RecordingSocketIO(here), RedisInflight(client, spawn=sends.append)
+    emitter, other = (SocketEmitter(socketio, inflight, f"c{n}", f"r{n}", flush_ms=50) for n in (1, 2))
     here.joined("conversation:c1")
-    inflight.start("c1", "r1")
-    inflight.append("r0", "")  # loads the flush's script into Redis (once per server): not counted below
+    inflight.append("r0", "")  # loads the scripts into Redis (once per server): not counted below
+    inflight.append_soon("r0", "", None, lambda appended: None)
+    sends.pop()()
     _CountingRedis.round_trips = 0
     emitter.chunk("Hello")
-    assert _CountingRedis.round_trips == 1
-    assert socketio.emitted[-1] == ("response_chunk", {"ignore_queue": True})
+    other.chunk("Hi")
+    assert _CountingRedis.round_trips == 0 and len(socketio.emitted) == 2  # both sent here, neither waited
+    assert socketio.emitted[0] == ("response_chunk", {"ignore_queue": True})
+    assert len(sends) == 1  # one task sends both
+    sends.pop()()
+    assert _CountingRedis.round_trips == 1  # both stored, with Stop and presence, in one round trip
+    assert client.get("inflight:text:r1") == b"Hello" and client.get("inflight:text:r2") == b"Hi"
     assert socketio.server.manager.published == []  # no one elsewhere: not published
     there.joined("conversation:c1")  # a tab of the same conversation on another instance
     emitter.chunk(" again")
     emitter.flush()
+    sends.pop()()
     assert socketio.emitted[-1] == ("response_chunk", {"ignore_queue": True})  # here, and to the others:
     assert socketio.server.manager.published == ["response_chunk"]
     assert client.get("inflight:text:r1") == b"Hello again"
@@ -194,6 +202,29 @@ def test_room_presence_a_flush_is_one_round_trip_that_also_reads_presence(privat
     _CountingRedis.round_trips = 0
     emitter.done("r1", "stop")  # the end of the reply reads presence afresh: nobody elsewhere now
     assert _CountingRedis.round_trips == 1 and socketio.emitted[-1] == ("response_done", {"ignore_queue": True})
+
+
+def test_room_presence_a_reply_ends_only_after_its_last_flush_is_stored(private_redis):
+    """The reply's end waits for its queued text: stored (and published) before response_done."""
+    from web.inflight import RedisInflight
+    from web.socket_emitter import SocketEmitter
+
+    client = redis.Redis.from_url(private_redis["url"])
+    here, there = RoomPresence(client, "here", ttl_s=30), RoomPresence(client, "there", ttl_s=30)
+    sends: list = []
+    socketio = RecordingSocketIO(here)
+    emitter = SocketEmitter(socketio, RedisInflight(client, spawn=sends.append), "c1", "r1", flush_ms=50)
+    there.joined("conversation:c1")
+    emitter.chunk("Hello")
+    sender = threading.Timer(0.2, lambda: sends.pop()())  # the task runs a while later
+    sender.start()
+    publish = socketio.server.manager.publish_to_others
+    socketio.server.manager.publish_to_others = lambda event, *args: (publish(event, *args),
+                                                                       socketio.emitted.append(("published", {})))
+    emitter.done("r1", "stop")
+    sender.join()
+    assert client.get("inflight:text:r1") == b"Hello"
+    assert [event for event, _ in socketio.emitted] == ["response_chunk", "published", "response_done"]
 
 
 def test_room_presence_a_reply_lease_is_written_in_the_background_and_released_after(private_redis):
@@ -270,13 +301,14 @@ def test_room_presence_this_instances_tabs_get_a_flush_before_its_round_trip(pri
     emitted_before_append: list[int] = []
 
     class Inflight(RedisInflight):
-        def append(self, reply_id, text, room_key=None):
+        def append_soon(self, reply_id, text, room_key, answered):
             emitted_before_append.append(len(socketio.emitted))
-            return super().append(reply_id, text, room_key)
+            return super().append_soon(reply_id, text, room_key, answered)
 
     emitter = SocketEmitter(socketio, Inflight(client), "c1", "r1", flush_ms=50)
     emitter.chunk("Hello")
     assert emitted_before_append == [1] and socketio.emitted == [("response_chunk", {"ignore_queue": True})]
+    emitter.done("r1", "stop")  # waits for the text to be stored
     assert client.get("inflight:text:r1") == b"Hello"  # stored right after
 
 

@@ -43,10 +43,10 @@ def register(app: Flask) -> None:
     for module in (pages, conversations, uploads, system, insights, transfer, openapi, steering, images):
         app.register_blueprint(module.bp)
     redis_client = app.config.get("SESSION_REDIS")
-    app.extensions["chat_inflight"] = (inflight.RedisInflight(redis_client) if redis_client
-                                       else inflight.MemoryInflight())
-    app.extensions["chat_calibration"] = Calibration()
     socketio = app.extensions["socketio"]
+    app.extensions["chat_inflight"] = (inflight.RedisInflight(redis_client, spawn=socketio.start_background_task)
+                                       if redis_client else inflight.MemoryInflight())
+    app.extensions["chat_calibration"] = Calibration()
     config = app.config["CHAT"]
     # the model's stream is read as often as the page is sent text: less often while the loop lags
     read_interval = functools.partial(flush_pacer.read_interval_s, socketio, config.STREAM_FLUSH_MS,

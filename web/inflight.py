@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import redis
 
+from .append_batch import STORE_WAIT_S, AppendBatch
+
 TTL_SECONDS = 3600
 log = logging.getLogger("chat.inflight")
 
@@ -48,6 +50,14 @@ class MemoryInflight:
         with self._lock:
             self._text.setdefault(reply_id, []).append(text)
             return Appended(reply_id in self._stops)
+
+    def append_soon(self, reply_id: str, text: str, room_key: str | None,
+                    answered: Callable[[Appended], None]) -> threading.Event:
+        """`append`, its answer handed to `answered`; here at once (see RedisInflight.append_soon)."""
+        answered(self.append(reply_id, text, room_key))
+        stored = threading.Event()
+        stored.set()
+        return stored
 
     def snapshot(self, conversation_id: str) -> dict | None:
         with self._lock:
@@ -91,11 +101,13 @@ class RedisInflight:
 
     shared = True  # every instance reads it; each call is a round trip
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, spawn: Callable | None = None) -> None:
+        """`spawn(function)`: how a background task starts (the Socket.IO server's, under eventlet)."""
         self.redis = client
         self._claims = getattr(client, "direct", client)  # a claim is on its reply's path: redis_batch.direct
         self._finish = client.register_script(FINISH_SCRIPT)
         self._append = client.register_script(APPEND_SCRIPT)
+        self._batch = AppendBatch(self._claims, TTL_SECONDS, _appended, spawn)
 
     def start(self, conversation_id: str, reply_id: str) -> bool:
         return bool(self._claims.set(f"inflight:conv:{conversation_id}", reply_id, nx=True, ex=TTL_SECONDS))
@@ -112,13 +124,22 @@ class RedisInflight:
         except redis.RedisError as error:
             log.warning("In-flight text not saved: %s", type(error).__name__)
             return Appended(None)
-        return Appended(bool(answers[0]), answers[1] if room_key is not None else None)
+        return _appended(keys, answers)
+
+    def append_soon(self, reply_id: str, text: str, room_key: str | None,
+                    answered: Callable[[Appended], None]) -> threading.Event:
+        """`append` without waiting: the text is queued and stored with every other reply's queued
+        in this pass of the event loop, by one script call (web/append_batch.py); `answered` gets
+        what `append` would return, in flush order. The event is set once it has run."""
+        keys = (f"inflight:text:{reply_id}", f"inflight:stop:{reply_id}", room_key or "")
+        return self._batch.append(keys, text, answered)
 
     def snapshot(self, conversation_id: str) -> dict | None:
         reply_id = self.redis.get(f"inflight:conv:{conversation_id}")
         if reply_id is None:
             return None
         reply_id = reply_id.decode()
+        self._batch.wait_stored(f"inflight:text:{reply_id}", STORE_WAIT_S)  # flushed here before the ask
         text = self.redis.get(f"inflight:text:{reply_id}") or b""
         return {"message_id": reply_id, "text": text.decode("utf-8", errors="replace")}
 
@@ -146,6 +167,13 @@ class RedisInflight:
                                f"inflight:stop:{reply_id}"], args=[reply_id])
         except redis.RedisError as error:
             log.warning("In-flight claim not released: %s", type(error).__name__)
+
+
+def _appended(keys, answers: list | None) -> Appended:
+    """The append script's answer for one flush (None: Redis failed); keys[2] names the room's presence."""
+    if answers is None:
+        return Appended(None)
+    return Appended(bool(answers[0]), answers[1] if len(keys) > 2 and keys[2] else None)
 
 
 def live_snapshot(inflight, conversation_id: str, is_stored: Callable[[str], bool]) -> dict | None:

@@ -1,6 +1,7 @@
 """The emitter seam between a reply being generated and the sockets of its conversation's room."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -10,6 +11,7 @@ from flask_socketio import SocketIO
 from agents import offload
 
 from . import flush_pacer, orphans
+from .append_batch import STORE_WAIT_S
 
 PRESENCE_REUSE_S = 1.0  # how old a read of the room's presence an informational event may go by
 FIRST_STOP_CHECK_S = 2.0  # before any text: reasoning or a silent model still sees Stop this soon
@@ -46,6 +48,7 @@ class SocketEmitter:
         self._remote: tuple[float, bool] | None = None  # (read at, another instance has a member)
         self._held: list[tuple[str, dict]] = []  # informational events waiting for a presence read
         self._informing, self._informing_lock = None, threading.Lock()
+        self._storing = None  # set once the last queued flush is stored (web/append_batch.py)
         self._leased = owner is not None
         self._leasing = (orphans.lease(socketio, reply_id, {**owner, "conversation_id": conversation_id})
                          if owner is not None else None)  # written in the background: see orphans.lease
@@ -141,21 +144,35 @@ class SocketEmitter:
             self._emit("response_chunk", payload)
             return
         # This instance's tabs first, without waiting for Redis (that round trip was ~50 ms at p50
-        # of a loaded instance's time to first chunk); then the text is stored with the room's
-        # presence read in the same script, and other instances get the chunk only if they have
-        # a member. The order that matters is kept: see web/socket_queue.py.
+        # of a loaded instance's time to first chunk); then the text is queued to be stored with
+        # the room's presence read in the same script (with every other reply's flushes of this
+        # pass of the loop: web/append_batch.py), and other instances get the chunk only if they
+        # have a member. The order that matters is kept: see web/socket_queue.py.
         self._emit("response_chunk", payload, local_only=True)
-        appended = self._noted(self.inflight.append(self.reply_id, text, self.presence_key))
+        self._storing = self.inflight.append_soon(self.reply_id, text, self.presence_key,
+                                                  functools.partial(self._stored, payload, self._last_flush))
+
+    def _stored(self, payload: dict, flushed_at: float, appended) -> None:
+        """A flush's text is stored: note Stop and the room's presence, and publish the text if
+        another instance has a member in the room (None from Redis: it may have; publish)."""
+        self._noted(appended, flushed_at)
         remote = appended.room_members is None or self.manager.remote_among(self.room, appended.room_members)
-        self._remote = (self._last_flush, remote)
+        self._remote = (flushed_at, remote)
         if remote:
             self.manager.publish_to_others("response_chunk", {**payload, "conversation_id": self.conversation_id},
                                            self.room)
 
-    def _noted(self, appended):
+    def _flushed(self) -> None:
+        """Wait until the last flush is stored (and published): the reply's end must not overtake it."""
+        storing, self._storing = self._storing, None
+        if storing is not None and not storing.wait(STORE_WAIT_S):
+            log.warning("The reply's last text was not stored within %s s", STORE_WAIT_S)
+
+    def _noted(self, appended, flushed_at: float | None = None):
         """The flush's round trip also answered whether Stop was pressed (None: Redis failed)."""
         if appended.stopped is not None:
-            self._stop, self._stop_checked = self._stop or appended.stopped, self._last_flush
+            self._stop = self._stop or appended.stopped
+            self._stop_checked = self._last_flush if flushed_at is None else flushed_at
         return appended
 
     def status(self, phase: str, detail: str = "") -> None:
@@ -173,6 +190,7 @@ class SocketEmitter:
 
     def done(self, message_id: str, finish_reason: str, extra: dict | None = None) -> None:
         self.flush()
+        self._flushed()
         self._release()
         self._informed()
         self._emit("response_done", {**(extra or {}), "message_id": message_id, "finish_reason": finish_reason},
@@ -180,6 +198,7 @@ class SocketEmitter:
 
     def error(self, message: str) -> None:
         self.flush()
+        self._flushed()
         self._release()
         self._informed()
         self._emit("error", {"message": message, "message_id": self.reply_id}, self._local_only(0))
