@@ -25,8 +25,23 @@ def encoding(name: str = OFFLINE_ENCODING) -> tiktoken.Encoding:
     return tiktoken.get_encoding(name)
 
 
+CACHED_COUNT_CHARS = 4096  # texts up to this long are counted once: a turn counts the same ones again
+
+
 def count_tokens(text: str) -> int:
-    """Tokens in text; special-token strings in user text count as plain text."""
+    """Tokens in text; special-token strings in user text count as plain text. A turn counts the
+    roles, the system prompt, pinned facts and the summary again each time (12 encodes a turn)."""
+    if len(text) <= CACHED_COUNT_CHARS:
+        return _count_remembered(text)
+    return _count(text)
+
+
+@lru_cache(maxsize=2048)
+def _count_remembered(text: str) -> int:
+    return _count(text)
+
+
+def _count(text: str) -> int:
     return len(encoding().encode(text, disallowed_special=()))
 
 

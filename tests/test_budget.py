@@ -44,6 +44,15 @@ def test_budget_text_of_is_exact():
     assert utils.message_tokens("user", text_of(10)) == 10 + 1 + utils.PER_MESSAGE_OVERHEAD
 
 
+@pytest.mark.parametrize("text", ["", "user", "You are a helpful assistant. " * 100,
+                                  "a" * utils.CACHED_COUNT_CHARS, "é🙂 " * 3000, "<|endoftext|> hi"])
+def test_budget_count_tokens_is_the_encoders_count_remembered_or_not(text):
+    """Short texts are counted once and remembered (a turn counts the same ones again); long ones
+    each time; both give the encoder's own count."""
+    expected = len(utils.encoding().encode(text, disallowed_special=()))
+    assert utils.count_tokens(text) == expected and utils.count_tokens(text) == expected  # counted, then remembered
+
+
 def test_budget_small_history_is_sent_whole_without_summarising():
     history = make_history([10, 20, 30])
     summariser = RecordingSummariser()
