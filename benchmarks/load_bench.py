@@ -159,6 +159,21 @@ class ProcessSampler:
         return 100 * (self.cpu() - self.cpu_start) / max(time.monotonic() - self.wall_start, 1e-9)
 
 
+class RedisCpu(ProcessSampler):
+    """The Redis server's CPU seconds (INFO cpu), for the same window: it shares the cores too."""
+
+    def __init__(self, url: str | None) -> None:
+        import redis
+        self.client = redis.Redis.from_url(url) if url else None
+        super().__init__()
+
+    def cpu(self) -> float:
+        if self.client is None:
+            return 0.0
+        info = self.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 # -- the load ------------------------------------------------------------------------------------
 
 async def fake_baseline(fake_url: str, samples: int = 20) -> float:
@@ -179,7 +194,7 @@ async def fake_baseline(fake_url: str, samples: int = 20) -> float:
 
 
 async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: float, sampler: ProcessSampler,
-                   fake_sampler: ProcessSampler, spy: Spy | None = None, client: str = "socketio"):
+                   others: dict[str, ProcessSampler], spy: Spy | None = None, client: str = "socketio"):
     """Connect every client, then chat; CPU and the optional py-spy cover the chatting only."""
     http_sessions = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(clients)]
     chats = [CLIENTS[client](base, tokens) for _ in range(clients)]
@@ -194,14 +209,15 @@ async def run_load(base: str, clients: int, ramp: float, tokens: int, timeout: f
     lags: list[float] = []
     probing = asyncio.create_task(_probe_lag(lags))
     started, own_cpu = time.monotonic(), time.process_time()
-    for measured in (sampler, fake_sampler):  # CPU while chatting, not while connecting
+    for measured in (sampler, *others.values()):  # CPU while chatting, not while connecting
         measured.cpu_start, measured.wall_start = measured.cpu(), time.monotonic()
     if spy:
         spy.start()
     await asyncio.gather(*(c.run(random.uniform(0, ramp), timeout) for c in connected))
     elapsed = time.monotonic() - started
     cpu = sampler.cpu_percent()
-    fake_sampler.cpu_end = fake_sampler.cpu_percent()
+    for measured in others.values():
+        measured.cpu_end = measured.cpu_percent()
     if spy:
         spy.stop()
     load_cpu = 100 * (time.process_time() - own_cpu) / elapsed
@@ -288,13 +304,15 @@ def print_table(rows: list[dict], args, baseline: float) -> None:
           f"starts spread over {args.ramp} s, fake server's own first token {baseline * 1000:.1f} ms"
           f"{', Redis queue' if args.redis else ''}, topology {args.topology}, client {args.client}; load average {_loadavg()}\n")
     print("| worker | clients | success | added TTFC p50 / p95 / p99 (ms) | p99 gap (ms) | most streaming at once "
-          "| wall (s) | server CPU | server CPU per chat | load process CPU | its loop lag p99 (ms) | fake model CPU "
-          "| server peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| wall (s) | server CPU (of it nginx) | server CPU per chat | load process CPU | its loop lag p99 (ms) "
+          "| fake model CPU | Redis CPU | server peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['clients']} | {r['success']:.1f}% | {r['ttfc_p50']:.0f} / {r['ttfc_p95']:.0f} / "
               f"{r['ttfc_p99']:.0f} | {r['gap_p99']:.0f} | {r['at_once']} | {r['elapsed']:.1f} | {r['cpu']:.0f}% "
-              f"| {r['cpu_ms_per_chat']:.1f} ms | {r['load_cpu']:.0f}% | {r['load_lag_p99']:.0f} | {r['fake_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
+              f"({r['nginx_cpu']:.0f}%) "
+              f"| {r['cpu_ms_per_chat']:.1f} ms | {r['load_cpu']:.0f}% | {r['load_lag_p99']:.0f} | {r['fake_cpu']:.0f}% "
+              f"| {r['redis_cpu']:.0f}% | {r['rss_mb']:.0f} MB |")
     for r in rows:
         if r["errors"] or r["connect_failures"]:
             print(f"{r['mode']}: connect failures {r['connect_failures']}, failed chats {r['errors']}")
@@ -318,11 +336,13 @@ def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> d
             else:
                 processes.append(start_server(mode, fake_url, Path(tmp), clients, args.redis, args.profile))
                 base, roots = processes[0][0], [processes[0][1].pid]
-            sampler, fake_sampler = ProcessSampler(*roots), ProcessSampler(args.fake_pid)
+            sampler = ProcessSampler(*roots)
+            others = {"fake_cpu": ProcessSampler(args.fake_pid), "redis_cpu": RedisCpu(args.redis),
+                      "nginx_cpu": ProcessSampler(*([proxy.process.pid] if proxy else []))}
             spy = Spy(Path(args.py_spy), _workers(processes)) if args.py_spy else None
             try:
                 chats, failures, elapsed, cpu, load_cpu, lags = asyncio.run(
-                    run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler, fake_sampler, spy, args.client))
+                    run_load(base, clients, args.ramp, args.tokens, args.timeout, sampler, others, spy, args.client))
             finally:
                 if spy:
                     spy.stop()
@@ -337,7 +357,8 @@ def run_once(args, mode: str, clients: int, fake_url: str, baseline: float) -> d
     if args.timeline:
         print(timeline(chats, baseline), flush=True)
     row = report(label, chats, failures, elapsed, cpu, load_cpu, sampler.peak_rss, baseline)
-    row["fake_cpu"] = fake_sampler.cpu_end  # near 100%: the fake model, not the app, is the limit
+    for name, measured in others.items():  # fake near 100%: the fake model, not the app, is the limit
+        row[name] = measured.cpu_end
     row["load_lag_p99"] = percentile(lags, 99)
     return row
 
