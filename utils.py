@@ -25,7 +25,7 @@ def encoding(name: str = OFFLINE_ENCODING) -> tiktoken.Encoding:
     return tiktoken.get_encoding(name)
 
 
-CACHED_COUNT_CHARS = 4096  # texts up to this long are counted once: a turn counts the same ones again
+CACHED_COUNT_CHARS = 2048  # texts up to this long are counted once: a turn counts the same ones again
 
 
 def count_tokens(text: str) -> int:
@@ -36,7 +36,7 @@ def count_tokens(text: str) -> int:
     return _count(text)
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=512)  # at most ~1M characters held
 def _count_remembered(text: str) -> int:
     return _count(text)
 

@@ -137,3 +137,19 @@ def test_inflight_text_so_far_waits_for_this_processs_queued_flushes(redis_url):
     sender.start()
     assert inflight.snapshot("c1") == {"message_id": "r1", "text": "Hello"}
     sender.join()
+
+
+def test_inflight_a_flush_that_fails_in_the_batch_leaves_the_others_stored(redis_url):
+    """One reply's keys failing in the script (a key of another type) fails that flush only."""
+    client = redis.from_url(redis_url)
+    sends: list = []
+    inflight = RedisInflight(client, spawn=sends.append)
+    inflight.start("c1", "r1")
+    inflight.start("c2", "r2")
+    client.hset("inflight:text:r1", "not", "text")
+    answers: list = []
+    for reply in ("r1", "r2"):
+        inflight.append_soon(reply, "Hello", None, lambda appended, reply=reply: answers.append((reply, appended)))
+    sends.pop()()
+    assert answers == [("r1", (None, None)), ("r2", (False, None))]
+    assert inflight.snapshot("c2")["text"] == "Hello"

@@ -204,18 +204,25 @@ def test_room_presence_flushes_are_stored_together_in_one_round_trip_that_also_r
     assert _CountingRedis.round_trips == 1 and socketio.emitted[-1] == ("response_done", {"ignore_queue": True})
 
 
-def test_room_presence_a_reply_ends_only_after_its_last_flush_is_stored(private_redis):
-    """The reply's end waits for its queued text: stored (and published) before response_done."""
+def _flushed_with_a_member_elsewhere(url: str):
+    """A reply that flushed "Hello" in a room with a member on another instance; its text is queued
+    and the task that would store it is in `sends`, not run yet."""
     from web.inflight import RedisInflight
     from web.socket_emitter import SocketEmitter
 
-    client = redis.Redis.from_url(private_redis["url"])
+    client = redis.Redis.from_url(url)
     here, there = RoomPresence(client, "here", ttl_s=30), RoomPresence(client, "there", ttl_s=30)
     sends: list = []
     socketio = RecordingSocketIO(here)
     emitter = SocketEmitter(socketio, RedisInflight(client, spawn=sends.append), "c1", "r1", flush_ms=50)
     there.joined("conversation:c1")
     emitter.chunk("Hello")
+    return client, socketio, emitter, sends
+
+
+def test_room_presence_a_reply_ends_only_after_its_last_flush_is_stored(private_redis):
+    """The reply's end waits for its queued text: stored (and published) before response_done."""
+    client, socketio, emitter, sends = _flushed_with_a_member_elsewhere(private_redis["url"])
     sender = threading.Timer(0.2, lambda: sends.pop()())  # the task runs a while later
     sender.start()
     publish = socketio.server.manager.publish_to_others
@@ -225,6 +232,18 @@ def test_room_presence_a_reply_ends_only_after_its_last_flush_is_stored(private_
     sender.join()
     assert client.get("inflight:text:r1") == b"Hello"
     assert [event for event, _ in socketio.emitted] == ["response_chunk", "published", "response_done"]
+
+
+def test_room_presence_a_flush_stored_after_the_reply_gave_up_waiting_is_not_published(private_redis, monkeypatch):
+    """Redis too slow: the reply's end goes out after STORE_WAIT_S, and its late text is not sent
+    to the other instances after that end."""
+    from web import socket_emitter
+
+    monkeypatch.setattr(socket_emitter, "STORE_WAIT_S", 0.05)
+    _, socketio, emitter, sends = _flushed_with_a_member_elsewhere(private_redis["url"])
+    emitter.done("r1", "stop")  # the text is not stored yet: gives up after 0.05 s
+    sends.pop()()  # stored late
+    assert socketio.emitted[-1][0] == "response_done" and socketio.server.manager.published == []
 
 
 def test_room_presence_a_reply_lease_is_written_in_the_background_and_released_after(private_redis):

@@ -30,11 +30,16 @@ SCRIPT = """
 local answers = {}
 for i = 2, #ARGV do
   local k = (i - 2) * 3
-  redis.call('APPEND', KEYS[k + 1], ARGV[i])
-  redis.call('EXPIRE', KEYS[k + 1], ARGV[1])
-  local stopped = redis.call('EXISTS', KEYS[k + 2])
-  if KEYS[k + 3] ~= '' then answers[i - 1] = {stopped, redis.call('HKEYS', KEYS[k + 3])}
-  else answers[i - 1] = {stopped} end
+  local appended = redis.pcall('APPEND', KEYS[k + 1], ARGV[i])
+  if type(appended) == 'table' and appended.err then
+    answers[i - 1] = false  -- this flush failed (a key of another type): the others go on
+  else
+    redis.call('EXPIRE', KEYS[k + 1], ARGV[1])
+    local stopped = redis.call('EXISTS', KEYS[k + 2])
+    local members = KEYS[k + 3] ~= '' and redis.pcall('HKEYS', KEYS[k + 3]) or nil
+    if type(members) == 'table' and members.err then members = nil end
+    if members then answers[i - 1] = {stopped, members} else answers[i - 1] = {stopped} end
+  end
 end
 return answers
 """
@@ -61,6 +66,7 @@ class AppendBatch:
         self._queued: list[_Flush] = []
         self._sending = False
         self._last: dict[str, _Flush] = {}  # the last flush queued per text key, until it is stored
+        self._sending_now: list[_Flush] = []  # the batch under way
 
     def append(self, keys: tuple[str, str, str], text: str, answered: Callable) -> threading.Event:
         """Queue one flush (keys: text, stop flag, room presence or ""); the event is set once
@@ -72,7 +78,11 @@ class AppendBatch:
             if self._sending:
                 return flush.stored
             self._sending = True
-        self._spawn(self._send_all)
+        try:
+            self._spawn(self._send_all)
+        except BaseException:
+            self._strand()
+            raise
         return flush.stored
 
     def _send_all(self) -> None:
@@ -84,13 +94,20 @@ class AppendBatch:
                     if not batch:
                         self._sending = False
                         return
+                self._sending_now = batch
                 self._send(batch)
+                self._sending_now = []
         except BaseException:  # stopped (the worker exits): nobody may wait for a send that will not come
-            with self._lock:
-                stranded, self._queued, self._sending = self._queued, [], False
-            for flush in stranded:
-                self._settle(flush)
+            self._strand()
             raise
+
+    def _strand(self) -> None:
+        """Give up on every flush not yet answered (they are not stored) and let the next one start anew."""
+        with self._lock:
+            stranded, self._queued, self._sending = self._sending_now + self._queued, [], False
+            self._sending_now = []
+        for flush in stranded:
+            self._settle(flush)
 
     def _send(self, batch: list[_Flush]) -> None:
         try:

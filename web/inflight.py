@@ -170,10 +170,11 @@ class RedisInflight:
 
 
 def _appended(keys, answers: list | None) -> Appended:
-    """The append script's answer for one flush (None: Redis failed); keys[2] names the room's presence."""
-    if answers is None:
+    """The append script's answer for one flush (None: Redis failed): Stop, then the room's
+    members when a presence key was given and could be read."""
+    if not answers:  # None (Redis failed) or False (this flush's keys failed in the batch script)
         return Appended(None)
-    return Appended(bool(answers[0]), answers[1] if len(keys) > 2 and keys[2] else None)
+    return Appended(bool(answers[0]), answers[1] if len(answers) > 1 else None)
 
 
 def live_snapshot(inflight, conversation_id: str, is_stored: Callable[[str], bool]) -> dict | None:

@@ -49,6 +49,7 @@ class SocketEmitter:
         self._held: list[tuple[str, dict]] = []  # informational events waiting for a presence read
         self._informing, self._informing_lock = None, threading.Lock()
         self._storing = None  # set once the last queued flush is stored (web/append_batch.py)
+        self._ended = False  # the reply's end went out without waiting any longer for its text
         self._leased = owner is not None
         self._leasing = (orphans.lease(socketio, reply_id, {**owner, "conversation_id": conversation_id})
                          if owner is not None else None)  # written in the background: see orphans.lease
@@ -69,7 +70,7 @@ class SocketEmitter:
             due = max(due, FIRST_STOP_CHECK_S)
         if not self._stop and now - self._stop_checked >= due:
             self._stop_checked = now
-            self._stop = self.inflight.stop_requested(self.reply_id)
+            self._stop = self.inflight.stop_requested(self.reply_id) or self._stop  # a flush's answer may come meanwhile
         return self._stop
 
     def _emit(self, event: str, payload: dict, local_only: bool = False) -> None:
@@ -158,7 +159,7 @@ class SocketEmitter:
         self._noted(appended, flushed_at)
         remote = appended.room_members is None or self.manager.remote_among(self.room, appended.room_members)
         self._remote = (flushed_at, remote)
-        if remote:
+        if remote and not self._ended:  # (stored after the reply's end gave up waiting: too late to send)
             self.manager.publish_to_others("response_chunk", {**payload, "conversation_id": self.conversation_id},
                                            self.room)
 
@@ -166,13 +167,14 @@ class SocketEmitter:
         """Wait until the last flush is stored (and published): the reply's end must not overtake it."""
         storing, self._storing = self._storing, None
         if storing is not None and not storing.wait(STORE_WAIT_S):
+            self._ended = True
             log.warning("The reply's last text was not stored within %s s", STORE_WAIT_S)
 
     def _noted(self, appended, flushed_at: float | None = None):
         """The flush's round trip also answered whether Stop was pressed (None: Redis failed)."""
         if appended.stopped is not None:
             self._stop = self._stop or appended.stopped
-            self._stop_checked = self._last_flush if flushed_at is None else flushed_at
+            self._stop_checked = max(self._stop_checked, self._last_flush if flushed_at is None else flushed_at)
         return appended
 
     def status(self, phase: str, detail: str = "") -> None:
