@@ -55,8 +55,8 @@ class _Flush:
 
 class AppendBatch:
     """Queued flushes, sent together by a task started when the first is queued (and ending when
-    the queue is empty). `answer(keys, reply)` turns the script's reply for one flush (None when
-    Redis failed) into what its `answered` callback takes."""
+    the queue is empty). `answer(reply)` turns the script's reply for one flush (None when Redis
+    failed) into what its `answered` callback takes."""
 
     def __init__(self, client, ttl_s: int, answer: Callable, spawn: Callable | None = None) -> None:
         self._script = client.register_script(SCRIPT)
@@ -121,7 +121,7 @@ class AppendBatch:
             replies = [None] * len(batch)
         for flush, reply in zip(batch, replies, strict=True):
             try:
-                flush.answered(self._answer(flush.keys, reply))
+                flush.answered(self._answer(reply))
             except Exception:
                 log.exception("A flush's answer failed")
             finally:

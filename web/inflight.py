@@ -82,14 +82,6 @@ class MemoryInflight:
             self._stops.discard(reply_id)
 
 
-APPEND_SCRIPT = """
-redis.call('APPEND', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-local stopped = redis.call('EXISTS', KEYS[2])
-if KEYS[3] then return {stopped, redis.call('HKEYS', KEYS[3])} end
-return {stopped}
-"""
-
 FINISH_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('DEL', KEYS[2], KEYS[3])
@@ -106,7 +98,6 @@ class RedisInflight:
         self.redis = client
         self._claims = getattr(client, "direct", client)  # a claim is on its reply's path: redis_batch.direct
         self._finish = client.register_script(FINISH_SCRIPT)
-        self._append = client.register_script(APPEND_SCRIPT)
         self._batch = AppendBatch(self._claims, TTL_SECONDS, _appended, spawn)
 
     def start(self, conversation_id: str, reply_id: str) -> bool:
@@ -117,14 +108,11 @@ class RedisInflight:
         In the same script, asks whether Stop was requested and (with `room_key`) which instances
         have members in the reply's room: asked apart, each was one more round trip per flush (13% and
         7% of a loaded instance's samples). One script also keeps web/socket_queue.py's order, and is
-        one command, so the flushes of all replies streaming at once share round trips (redis_batch)."""
-        keys = [f"inflight:text:{reply_id}", f"inflight:stop:{reply_id}"] + ([room_key] if room_key is not None else [])
-        try:
-            answers = self._append(keys=keys, args=[text, TTL_SECONDS])
-        except redis.RedisError as error:
-            log.warning("In-flight text not saved: %s", type(error).__name__)
-            return Appended(None)
-        return _appended(keys, answers)
+        one command. This waits for it: append_soon (the emitter's flushes) does not, and both go by
+        the same queue, so a reply's texts are stored in order whichever way they were sent."""
+        answers: list[Appended] = []
+        self.append_soon(reply_id, text, room_key, answers.append).wait(STORE_WAIT_S)
+        return answers[0] if answers else Appended(None)
 
     def append_soon(self, reply_id: str, text: str, room_key: str | None,
                     answered: Callable[[Appended], None]) -> threading.Event:
@@ -169,7 +157,7 @@ class RedisInflight:
             log.warning("In-flight claim not released: %s", type(error).__name__)
 
 
-def _appended(keys, answers: list | None) -> Appended:
+def _appended(answers: list | None) -> Appended:
     """The append script's answer for one flush (None: Redis failed): Stop, then the room's
     members when a presence key was given and could be read."""
     if not answers:  # None (Redis failed) or False (this flush's keys failed in the batch script)
